@@ -1,0 +1,23 @@
+"""gswoole: Swoole's server model for Python, on gevent.
+
+Importing gswoole patches nothing and starts no event loop; see
+``gswoole.patch_all()`` and ``Server.start()``.
+"""
+
+__version__ = "0.1.0"
+
+from . import errors
+from .errors import (CallbackError, EventLoopError, GSwooleError, ServerStateError,
+                     SettingError, TaskError)
+from .process import patch_all, per_process
+from .server import Server
+from .sockets import (SOCK_TCP, SOCK_TCP6, SOCK_UDP, SOCK_UDP6, SOCK_UNIX_DGRAM,
+                      SOCK_UNIX_STREAM)
+from .timers import Timer
+
+__all__ = [
+    "__version__", "errors", "Server", "Timer", "per_process", "patch_all",
+    "SOCK_TCP", "SOCK_TCP6", "SOCK_UDP", "SOCK_UDP6", "SOCK_UNIX_STREAM", "SOCK_UNIX_DGRAM",
+    "GSwooleError", "EventLoopError", "TaskError", "SettingError", "CallbackError",
+    "ServerStateError",
+]

@@ -1,0 +1,437 @@
+"""The master process (arbiter): forks, supervises, signals, reloads.
+
+The loop is gunicorn's: signal handlers only queue the signal (a self-pipe
+wakes the loop), and each turn of the loop handles queued signals, reads the
+workers' control messages, reaps dead children and makes the worker set match
+what it should be (respawns, reloads, kill deadlines).
+
+The master never runs a gevent loop. It uses the unpatched ``select``,
+``fork`` and ``waitpid`` (taken from ``posix`` and gevent's saved originals),
+so it behaves the same whether or not the user monkey-patched the process.
+
+Workers talk back over one pipe that all of them share; each message is a
+single short line ("R <pid>" ready, "X <pid>" retiring and wants a
+replacement), written atomically since it is under PIPE_BUF.
+"""
+
+import errno
+import logging
+import os
+import posix
+import signal
+import sys
+import time
+
+from . import proctitle
+
+log = logging.getLogger("gswoole")
+
+HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGHUP",
+                   "SIGTTIN", "SIGTTOU", "SIGCHLD")
+KILL_MARGIN = 5.0          # past max_wait_time (+ close callbacks) before SIGKILL
+READY_TIMEOUT = 30.0       # how long a reload waits for a replacement to come up
+QUICK_DEATH = 2.0          # a worker that dies younger than this counts toward back-off
+MAX_BACKOFF = 5.0
+
+
+def _unpatched(module, name, default):
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched(module):
+        return monkey.get_original(module, name)
+    return default
+
+
+class WorkerContext:
+    """What a forked worker needs from the master."""
+
+    def __init__(self, setting, callbacks, listeners, shared, master_pid, ctl_write):
+        self.setting = setting
+        self.callbacks = callbacks
+        self.listeners = listeners
+        self.shared = shared
+        self.master_pid = master_pid
+        self._ctl_write = ctl_write
+
+    def tell_master(self, kind):
+        try:
+            os.write(self._ctl_write, b"%s %d\n" % (kind, os.getpid()))
+        except OSError:
+            pass  # master gone; the parent check will notice
+
+
+class _Proc:
+    __slots__ = ("worker_id", "pid", "started", "retiring", "kill_at")
+
+    def __init__(self, worker_id, pid):
+        self.worker_id = worker_id
+        self.pid = pid
+        self.started = time.monotonic()
+        self.retiring = False
+        self.kill_at = None
+
+
+class Arbiter:
+    def __init__(self, server, setting, callbacks, listeners, shared, run_worker):
+        self.server = server
+        self.setting = setting
+        self.callbacks = callbacks
+        self.listeners = listeners
+        self.shared = shared
+        self.run_worker = run_worker   # (server, worker_id, context) in the child
+        self.worker_num = setting["worker_num"]
+        self.procs = {}                # pid -> _Proc, including retiring ones
+        self.slots = {}                # worker_id -> pid of the current worker
+        self.respawn_at = {}           # worker_id -> monotonic time
+        self.quick_deaths = {}
+        self.reload_queue = []
+        self.reload_waiting = None     # (new pid, give-up time)
+        self.stopping = False
+        self.stop_deadline = None
+        self.signal_queue = []
+        self._select = _unpatched("select", "select", None)
+        if self._select is None:
+            import select
+            self._select = select.select
+
+    # -- main loop -------------------------------------------------------
+
+    def run(self):
+        self.pid = os.getpid()
+        self._setup_pipes_and_signals()
+        try:
+            for worker_id in range(self.worker_num):
+                self.spawn(worker_id)
+            self._call("start", self.server)
+            while not (self.stopping and not self.procs):
+                self._wait()
+                self._handle_signals()
+                self._read_control()
+                self._reap()
+                self._manage()
+            self._call("shutdown", self.server)
+        finally:
+            self._restore_signals()
+
+    def _setup_pipes_and_signals(self):
+        self.sig_r, self.sig_w = os.pipe()
+        self.ctl_r, self.ctl_w = os.pipe()
+        for fd in (self.sig_r, self.sig_w, self.ctl_r):
+            os.set_blocking(fd, False)
+            os.set_inheritable(fd, False)
+        self.old_wakeup = signal.set_wakeup_fd(self.sig_w)
+        self.old_handlers = {}
+        for name in HANDLED_SIGNALS:
+            signum = getattr(signal, name)
+            self.old_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore_signals(self):
+        for signum, handler in self.old_handlers.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        signal.set_wakeup_fd(self.old_wakeup)
+        for fd in (self.sig_r, self.sig_w, self.ctl_r, self.ctl_w):
+            os.close(fd)
+
+    def _on_signal(self, signum, frame):
+        if signum != signal.SIGCHLD:
+            self.signal_queue.append(signum)
+
+    def _wait(self):
+        timeout = self._next_deadline() - time.monotonic()
+        try:
+            self._select([self.sig_r, self.ctl_r], [], [], max(0.0, min(timeout, 1.0)))
+        except InterruptedError:
+            pass
+        try:
+            while os.read(self.sig_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _next_deadline(self):
+        times = list(self.respawn_at.values())
+        times += [p.kill_at for p in self.procs.values() if p.kill_at is not None]
+        if self.reload_waiting:
+            times.append(self.reload_waiting[1])
+        return min(times) if times else time.monotonic() + 1.0
+
+    def _call(self, event, *args):
+        callback = self.callbacks.get(event)
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except BaseException:
+            log.exception("error in %s callback (master)", event)
+
+    # -- signals ---------------------------------------------------------
+
+    def _handle_signals(self):
+        while self.signal_queue:
+            signum = self.signal_queue.pop(0)
+            name = signal.Signals(signum).name.lower()
+            getattr(self, "handle_" + name[3:])()
+
+    def handle_term(self):
+        if self.stopping:
+            return
+        log.info("master %d: graceful shutdown", self.pid)
+        self.stop(graceful=True)
+
+    def handle_int(self):
+        if self.stopping:
+            log.info("master %d: second interrupt, fast shutdown", self.pid)
+            self.stop(graceful=False)
+        else:
+            self.handle_term()
+
+    def handle_quit(self):
+        log.info("master %d: fast shutdown", self.pid)
+        self.stop(graceful=False)
+
+    def handle_usr1(self):
+        self.reload(list(self.slots))
+
+    handle_hup = handle_usr1
+
+    def handle_usr2(self):
+        self.reload([w for w in self.slots if w >= self.worker_num])
+
+    def handle_ttin(self):
+        if self.stopping:
+            return
+        if self.setting["task_worker_num"]:
+            log.warning("TTIN ignored: adding an event worker would renumber the task workers")
+            return
+        self.worker_num += 1
+        log.info("TTIN: worker_num is now %d", self.worker_num)
+        self.spawn(self.worker_num - 1)
+
+    def handle_ttou(self):
+        if self.stopping or self.worker_num <= 1:
+            return
+        if self.setting["task_worker_num"]:
+            log.warning("TTOU ignored: removing an event worker would renumber the task workers")
+            return
+        self.worker_num -= 1
+        log.info("TTOU: worker_num is now %d", self.worker_num)
+        pid = self.slots.pop(self.worker_num, None)
+        self.respawn_at.pop(self.worker_num, None)
+        if pid is not None:
+            self._retire(pid, signal.SIGTERM)
+
+    # -- actions ---------------------------------------------------------
+
+    def stop(self, graceful):
+        self.stopping = True
+        self.reload_queue = []
+        self.respawn_at.clear()
+        self.slots.clear()
+        sig = signal.SIGTERM if graceful else signal.SIGQUIT
+        wait = self.setting["max_wait_time"] + KILL_MARGIN if graceful else 2.0
+        for pid in list(self.procs):
+            self._signal(pid, sig)
+            proc = self.procs.get(pid)
+            if proc is not None:
+                proc.kill_at = min(proc.kill_at or float("inf"), time.monotonic() + wait)
+
+    def reload(self, worker_ids):
+        if self.stopping:
+            return
+        log.info("reloading workers %s one after another", sorted(worker_ids))
+        self.reload_queue.extend(w for w in sorted(worker_ids) if w not in self.reload_queue)
+
+    def spawn(self, worker_id):
+        self.respawn_at.pop(worker_id, None)
+        context = WorkerContext(self.setting, self.callbacks, self.listeners, self.shared,
+                                self.pid, self.ctl_w)
+        pid = posix.fork()
+        if pid == 0:
+            self._become_worker(worker_id, context)   # never returns
+        proc = _Proc(worker_id, pid)
+        self.procs[pid] = proc
+        self.slots[worker_id] = pid
+        self.shared.write_slot(worker_id, pid=pid, start_time=int(time.time()),
+                               accept_count=0, close_count=0, connection_num=0,
+                               request_count=0, task_count=0)
+        return pid
+
+    def _become_worker(self, worker_id, context):
+        code = 70
+        try:
+            for fd in (self.sig_r, self.sig_w, self.ctl_r):
+                os.close(fd)
+            from .worker import reset_signals_after_fork
+            reset_signals_after_fork()
+            proctitle.set_title(self.setting["process_name"], "worker process #%d" % worker_id)
+            proctitle.drop_privileges(self.setting["user"], self.setting["group"])
+            self.run_worker(self.server, worker_id, context)
+        except BaseException:
+            log.exception("worker #%d failed to boot", worker_id)
+        finally:
+            os._exit(code)
+
+    def _retire(self, pid, sig):
+        proc = self.procs.get(pid)
+        if proc is None:
+            return
+        proc.retiring = True
+        proc.kill_at = time.monotonic() + self.setting["max_wait_time"] + KILL_MARGIN
+        self._signal(pid, sig)
+
+    def _signal(self, pid, sig):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    # -- control pipe ----------------------------------------------------
+
+    def _read_control(self):
+        try:
+            data = os.read(self.ctl_r, 65536)
+        except BlockingIOError:
+            return
+        for line in data.splitlines():
+            kind, _, pid = line.partition(b" ")
+            try:
+                pid = int(pid)
+            except ValueError:
+                continue
+            if kind == b"R":
+                if self.reload_waiting and self.reload_waiting[0] == pid:
+                    self._finish_reload_step()
+            elif kind == b"X":
+                self._on_worker_retiring(pid)
+
+    def _on_worker_retiring(self, pid):
+        proc = self.procs.get(pid)
+        if proc is None or proc.retiring or self.stopping:
+            return
+        proc.retiring = True
+        proc.kill_at = time.monotonic() + self.setting["max_wait_time"] + KILL_MARGIN
+        if self.slots.get(proc.worker_id) == pid:
+            self.spawn(proc.worker_id)
+
+    # -- reaping and managing -------------------------------------------
+
+    def _reap(self):
+        while True:
+            try:
+                pid, status = posix.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            proc = self.procs.pop(pid, None)
+            if proc is None:
+                continue
+            self._on_exit(proc, status)
+
+    def _on_exit(self, proc, status):
+        code = os.waitstatus_to_exitcode(status)
+        exit_code, signum = (code, 0) if code >= 0 else (0, -code)
+        worker_id = proc.worker_id
+        if self.shared.read_slot(worker_id)["pid"] == proc.pid:
+            self.shared.clear_slot(worker_id)
+        if exit_code or signum:
+            how = "was killed by %s" % signal.Signals(signum).name if signum \
+                else "exited with code %d" % exit_code
+            log.error("worker #%d (pid %d) %s", worker_id, proc.pid, how)
+            self._call("workererror", self.server, worker_id, proc.pid, exit_code, signum)
+        if self.reload_waiting and self.reload_waiting[0] == proc.pid:
+            self._finish_reload_step()
+        if self.slots.get(worker_id) != proc.pid:
+            return  # a retired or removed worker: its replacement is already there
+        del self.slots[worker_id]
+        if self.stopping:
+            return
+        lived = time.monotonic() - proc.started
+        if lived < QUICK_DEATH and (exit_code or signum):
+            deaths = self.quick_deaths.get(worker_id, 0) + 1
+            self.quick_deaths[worker_id] = deaths
+            delay = min(0.1 * 2 ** (deaths - 2), MAX_BACKOFF) if deaths > 1 else 0.0
+        else:
+            self.quick_deaths.pop(worker_id, None)
+            delay = 0.0
+        if delay:
+            log.warning("worker #%d keeps dying at start; respawning in %.1f s",
+                        worker_id, delay)
+        self.respawn_at[worker_id] = time.monotonic() + delay
+
+    def _manage(self):
+        now = time.monotonic()
+        for worker_id, when in list(self.respawn_at.items()):
+            if when <= now and not self.stopping:
+                if worker_id < self._total_workers():
+                    self.spawn(worker_id)
+                else:
+                    del self.respawn_at[worker_id]
+        for proc in list(self.procs.values()):
+            if proc.kill_at is not None and proc.kill_at <= now:
+                log.error("worker #%d (pid %d) did not exit in time; killing it",
+                          proc.worker_id, proc.pid)
+                self._signal(proc.pid, signal.SIGKILL)
+                proc.kill_at = None
+        if self.reload_waiting and self.reload_waiting[1] <= now:
+            log.warning("replacement worker pid %d not ready after %.0f s; reload goes on",
+                        self.reload_waiting[0], READY_TIMEOUT)
+            self._finish_reload_step()
+        if self.reload_queue and self.reload_waiting is None and not self.stopping:
+            self._start_reload_step()
+
+    def _total_workers(self):
+        return self.worker_num + self.setting["task_worker_num"]
+
+    def _start_reload_step(self):
+        while self.reload_queue:
+            worker_id = self.reload_queue.pop(0)
+            old = self.slots.get(worker_id)
+            if old is None:
+                continue
+            new = self.spawn(worker_id)
+            self.reload_waiting = (new, time.monotonic() + READY_TIMEOUT, old)
+            return
+
+    def _finish_reload_step(self):
+        _, _, old = self.reload_waiting
+        self.reload_waiting = None
+        self._retire(old, signal.SIGTERM)
+        if not self.reload_queue:
+            log.info("reload finished")
+
+
+def write_pid_file(path, pid):
+    tmp = "%s.%d.tmp" % (path, pid)
+    with open(tmp, "w") as f:
+        f.write("%d\n" % pid)
+    os.replace(tmp, path)
+
+
+def remove_pid_file(path, pid):
+    try:
+        with open(path) as f:
+            if f.read().strip() != str(pid):
+                return  # another master owns it now
+        os.unlink(path)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            log.warning("cannot remove pid file %s: %s", path, exc)
+
+
+def daemonize(log_file):
+    """Detach: fork twice, new session, stdio to /dev/null (or the log file)."""
+    if posix.fork():
+        os._exit(0)
+    os.setsid()
+    if posix.fork():
+        os._exit(0)
+    null = os.open(os.devnull, os.O_RDWR)
+    out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if log_file else null
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    for fd in {null, out}:
+        if fd > 2:
+            os.close(fd)

@@ -1,0 +1,532 @@
+"""The worker's socket code: accept, read, dispatch, write, close.
+
+How this works. Everything socket-related runs in the gevent hub, in libev
+watcher callbacks, with no greenlet switch: the listening socket's watcher
+accepts, and each connection has one persistent read watcher (started once,
+never stopped per read) whose callback does the ``recv`` and appends the bytes
+to the connection's event queue. User callbacks may block cooperatively, so
+they cannot run in the hub: when a connection with queued events is not
+already being served, the hub switches into a *runner* greenlet that drains
+that connection's queue in order and then parks itself for reuse. A runner
+that blocks inside a user callback simply stays with its connection (events
+keep queuing behind it, which is what keeps one connection's callbacks in
+order and never overlapping) while the hub hands the next connection a fresh
+runner. So the per-message cost is one recv, one deque append, one switch
+into the runner and one back, plus whatever the callback does; an idle
+connection costs a socket, a watcher and a small object, no greenlet.
+
+Sends write straight to the socket when nothing is queued (one syscall, no
+wake-up); what the kernel does not take is queued and written by a write
+watcher started only then.
+"""
+
+import errno
+import logging
+import socket as _stdsocket
+import struct
+import time
+from _socket import socket as _rawsocket
+
+import gevent
+from gevent.event import Event
+from greenlet import getcurrent, greenlet
+
+from . import errors
+from .connection import (CLOSE, CLOSING, CONNECT, OPEN, PEER_CLOSED, RELEASED,
+                         Connection)
+from .shared import ID_BLOCK
+
+log = logging.getLogger("gswoole")
+
+RECV_SIZE = 65536
+MAX_QUEUED_EVENTS = 64      # stop reading a connection whose callbacks lag this far
+MAX_SPARE_RUNNERS = 256
+ACCEPT_ERRNOS_BACKOFF = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_LINGER_RESET = struct.pack("ii", 1, 0)
+_switch = greenlet.switch
+
+
+class Reactor:
+    """One worker's connections. Created in the worker after fork.
+
+    ``server`` is passed through to callbacks untouched (it is the user's
+    facade object); ``callbacks`` maps event name to the resolved callable."""
+
+    def __init__(self, server, worker_id, setting, callbacks, listeners, shared):
+        self.server = server
+        self.worker_id = worker_id
+        self.setting = setting
+        self.hub = gevent.get_hub()
+        self.loop = self.hub.loop
+        self.listeners = listeners
+        self.shared = shared
+        self.conns = {}
+        self._closing = set()        # released connections whose sockets are still open
+        self._spare = []
+        self.on_connect = callbacks.get("connect")
+        self.on_receive = callbacks.get("receive")
+        self.on_close = callbacks.get("close")
+        self.request_count = 0
+        self.request_limit = 0       # set by the worker from max_request (+ grace)
+        self.on_request_limit = None
+        self.accept_count = 0
+        self.close_count = 0
+        self.clock = int(time.time())
+        self._fd_next = self._fd_end = 0
+        self._my_blocks = set()
+        self._accepting = []
+        self._buffer_limit = setting["buffer_output_size"]
+        self.stopping = False
+        self._drained = Event()
+        self._clock_timer = self.loop.timer(1.0, 1.0)
+        self._clock_timer.start(self._tick_clock)
+        self._heartbeat = None
+
+    # -- accepting -----------------------------------------------------------
+
+    def start(self):
+        backlog = self.setting["backlog"]
+        shared_sockets = not self.setting["enable_reuse_port"]
+        for listener in self.listeners:
+            sock = listener.open_worker_socket(backlog)
+            watcher = self.loop.io(sock.fileno(), 1)
+            # Several workers sharing one socket all wake for each connection;
+            # taking one per wake-up spreads connections across them instead of
+            # letting the first awake worker grab the whole backlog.
+            batch = 1 if shared_sockets else 64
+            watcher.start(self._on_accept, listener, sock, batch)
+            self._accepting.append((watcher, listener, sock))
+        interval = self.setting["heartbeat_check_interval"]
+        if interval:
+            idle = self.setting["heartbeat_idle_time"] or interval * 2
+            self._heartbeat = self.loop.timer(interval, interval)
+            self._heartbeat.start(self._check_heartbeat, idle)
+
+    def stop_accepting(self):
+        for watcher, listener, sock in self._accepting:
+            watcher.stop()
+            if sock is not listener.sock:
+                # Our own SO_REUSEPORT socket: take what is already queued on it
+                # first, since closing a listening socket resets its backlog.
+                self._on_accept(listener, sock, 1 << 30)
+                sock.close()
+        self._accepting = []
+
+    def _on_accept(self, listener, sock, batch):
+        for _ in range(batch):
+            try:
+                fileno, addr = sock._accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in ACCEPT_ERRNOS_BACKOFF:
+                    self._back_off_accept(exc)
+                    return
+                continue  # ECONNABORTED and friends: that client is gone
+            self._add_connection(listener, fileno, addr)
+
+    def _back_off_accept(self, exc):
+        log.error("accept() failed on worker #%d: %s; pausing accepts for 0.1 s",
+                  self.worker_id, exc)
+        watchers = [w for w, _, _ in self._accepting]
+        for watcher in watchers:
+            watcher.stop()
+
+        def resume():
+            for watcher, listener, sock in self._accepting:
+                watcher.start(self._on_accept, listener, sock,
+                              1 if not self.setting["enable_reuse_port"] else 64)
+        self.loop.timer(0.1).start(resume)
+
+    def _add_connection(self, listener, fileno, addr):
+        if len(self.conns) >= self.setting["max_conn"]:
+            log.warning("worker #%d is at max_conn=%d: closing a new connection from %s",
+                        self.worker_id, self.setting["max_conn"], addr)
+            _stdsocket.close(fileno)
+            return
+        sock = _rawsocket(listener.family, _stdsocket.SOCK_STREAM, 0, fileno)
+        sock.setblocking(False)
+        if listener.is_tcp and self.setting["open_tcp_nodelay"]:
+            sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
+        fd = self._fd_next
+        if fd == self._fd_end:
+            fd, self._fd_end = self.shared.reserve_ids()
+            self._my_blocks.add(fd)
+        self._fd_next = fd + 1
+        conn = Connection(fd, sock, fileno, listener, addr, self.clock)
+        self.conns[fd] = conn
+        self.accept_count += 1
+        if listener.splitter_factory is not None:
+            conn.splitter = listener.splitter_factory()
+        conn.reader = reader = self.loop.io(fileno, 1)
+        reader.start(self._on_read, conn)
+        if self.on_connect is not None:
+            conn.events.append(CONNECT)
+            conn.busy = True
+            self._runner().switch(conn)
+
+    # -- reading and dispatch (hub) ----------------------------------------
+
+    def _on_read(self, conn):
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = None
+        if data:
+            if conn.state != OPEN:
+                return  # closing: read and discard (see _linger)
+            conn.last_time = self.clock
+            if conn.splitter is None:
+                conn.events.append(data)
+            else:
+                if not self._split(conn, data):
+                    return
+            if not conn.busy:
+                conn.busy = True
+                spare = self._spare
+                (spare.pop() if spare else self._runner()).switch(conn)
+            elif len(conn.events) > MAX_QUEUED_EVENTS:
+                conn.paused = True
+                conn.reader.stop()
+            return
+        self._on_eof(conn, broken=data is None)
+
+    def _split(self, conn, data):
+        """Feed framing; queue whole packets. False if the connection was dropped."""
+        try:
+            packets = conn.splitter.feed(data)
+        except ValueError as exc:
+            log.warning("worker #%d: closing fd %d: %s", self.worker_id, conn.fd, exc)
+            self.close(conn.fd)
+            return False
+        conn.events.extend(packets)
+        return bool(packets)
+
+    def _on_eof(self, conn, broken):
+        conn.eof = True
+        conn.reader.stop()
+        if broken:
+            conn.drop_output()
+        state = conn.state
+        if state == OPEN:
+            conn.state = PEER_CLOSED
+            conn.events.append(CLOSE)
+            self._schedule(conn)
+        elif state == RELEASED and not conn.out_size:
+            self._destroy(conn)
+
+    def _runner(self):
+        return greenlet(self._run, self.hub)
+
+    def _schedule(self, conn):
+        """Make sure someone drains ``conn``'s queue (from any greenlet)."""
+        if conn.busy:
+            return
+        conn.busy = True
+        if getcurrent() is self.hub:
+            (self._spare.pop() if self._spare else self._runner()).switch(conn)
+        else:
+            # Switching into a runner from a user greenlet would strand that
+            # greenlet: a parked runner returns to the hub, not to its caller.
+            self.loop.run_callback(self._start_runner, conn)
+
+    def _start_runner(self, conn):
+        (self._spare.pop() if self._spare else self._runner()).switch(conn)
+
+    def _run(self, conn):
+        spare = self._spare
+        hub = self.hub
+        me = getcurrent()
+        while True:
+            self._drain(conn)
+            if len(spare) >= MAX_SPARE_RUNNERS:
+                return
+            spare.append(me)
+            conn = _switch(hub)
+
+    def _drain(self, conn):
+        events = conn.events
+        server = self.server
+        worker_id = self.worker_id
+        fd = conn.fd
+        on_receive = self.on_receive
+        while events:
+            event = events.popleft()
+            if event.__class__ is bytes:
+                try:
+                    on_receive(server, fd, worker_id, event)
+                except BaseException:
+                    self._report("receive", fd)
+                self.request_count += 1
+                if self.request_count == self.request_limit:
+                    self.on_request_limit()
+            elif event is CONNECT:
+                try:
+                    self.on_connect(server, fd, worker_id)
+                except BaseException:
+                    self._report("connect", fd)
+            else:
+                events.clear()
+                try:
+                    if self.on_close is not None:
+                        self.on_close(server, fd, -1 if conn.state == CLOSING else worker_id)
+                except BaseException:
+                    self._report("close", fd)
+                finally:
+                    self._release(conn)
+                return  # busy stays True: nothing runs for this fd again
+        conn.busy = False
+        if conn.paused and conn.state == OPEN:
+            conn.paused = False
+            conn.reader.start(self._on_read, conn)
+
+    def _report(self, event, fd):
+        log.exception("error in %s callback (fd=%d, worker #%d)", event, fd, self.worker_id)
+
+    # -- sending -------------------------------------------------------------
+
+    def send(self, fd, data):
+        conn = self.conns.get(fd)
+        if conn is None or conn.state != OPEN:
+            return self._fail(fd, conn)
+        if data.__class__ is not bytes:
+            data = _as_bytes(data)
+        size = len(data)
+        if conn.out_size:
+            if conn.out_size + size > self._buffer_limit:
+                return self._overflow(conn, data)
+            conn.queue_output(data)
+            return True
+        if size > self._buffer_limit:
+            return self._overflow(conn, data)
+        try:
+            sent = conn.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._on_eof(conn, broken=True)
+            return errors.set_last_error(errors.SESSION_CLOSED)
+        if sent < size:
+            conn.queue_output(memoryview(data)[sent:] if sent else data)
+            self._start_writer(conn)
+        return True
+
+    def _fail(self, fd, conn):
+        if conn is not None:
+            code = errors.SESSION_CLOSED_BY_SERVER if conn.state == CLOSING \
+                else errors.SESSION_CLOSED
+        elif self._owns(fd):
+            code = errors.SESSION_CLOSED
+        else:
+            code = errors.SESSION_NOT_EXIST
+        return errors.set_last_error(code)
+
+    def _owns(self, fd):
+        return isinstance(fd, int) and any(first <= fd < first + ID_BLOCK
+                                           for first in self._my_blocks)
+
+    def _overflow(self, conn, data):
+        size = len(data)
+        if size > self._buffer_limit:
+            return errors.set_last_error(errors.DATA_LENGTH_TOO_LARGE)
+        if not self.setting["send_yield"] or getcurrent() is self.hub:
+            return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW)
+        deadline = time.monotonic() + self.setting["send_timeout"]
+        while conn.out_size + size > self._buffer_limit:
+            if conn.state != OPEN:
+                return self._fail(conn.fd, conn)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW)
+            if conn.drained is None:
+                conn.drained = Event()
+            conn.drained.clear()
+            conn.drained.wait(remaining)
+        if conn.state != OPEN:
+            return self._fail(conn.fd, conn)
+        conn.queue_output(data)
+        self._start_writer(conn)
+        return True
+
+    def _start_writer(self, conn):
+        if conn.writer is None:
+            conn.writer = self.loop.io(conn.fileno, 2)
+        if not conn.writer.active:
+            conn.writer.start(self._on_writable, conn)
+
+    def _on_writable(self, conn):
+        try:
+            done = conn.write_pending()
+        except OSError:
+            conn.drop_output()
+            done = True
+            if conn.state == OPEN:
+                self._on_eof(conn, broken=True)
+        if conn.drained is not None and conn.out_size < self._buffer_limit:
+            conn.drained.set()
+        if done:
+            conn.writer.stop()
+            if conn.state == RELEASED:
+                self._shutdown_write(conn)
+
+    # -- closing -------------------------------------------------------------
+
+    def close(self, fd, reset=False):
+        conn = self.conns.get(fd)
+        if conn is None or conn.state != OPEN:
+            return self._fail(fd, conn)
+        conn.state = CLOSING
+        conn.drop_pending_receives()
+        if reset:
+            self._reset(conn)
+        conn.events.append(CLOSE)
+        self._schedule(conn)
+        return True
+
+    def _reset(self, conn):
+        conn.drop_output()
+        try:
+            conn.sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass
+        conn.eof = True
+        self._close_socket(conn)
+
+    def _release(self, conn):
+        """After the close callback: forget the session, then finish the socket."""
+        del self.conns[conn.fd]
+        self.close_count += 1
+        conn.state = RELEASED
+        if conn.sock is None:
+            self._check_drained()
+            return
+        self._closing.add(conn)
+        if conn.out_size:
+            # Queued output goes out before the FIN, bounded by send_timeout.
+            self._start_writer(conn)
+            self._start_linger_timer(conn, self.setting["send_timeout"])
+        else:
+            self._shutdown_write(conn)
+
+    def _shutdown_write(self, conn):
+        if conn.eof:
+            self._destroy(conn)
+            return
+        # Lingering close: send our FIN but keep reading (and discarding) until
+        # the peer's FIN or linger_time. Closing with unread input would make the
+        # kernel send an RST, and an RST can destroy the tail of the response
+        # still sitting unread in the client's receive buffer.
+        try:
+            conn.sock.shutdown(_stdsocket.SHUT_WR)
+        except OSError:
+            self._destroy(conn)
+            return
+        if not conn.reader.active:
+            conn.reader.start(self._on_read, conn)
+        self._start_linger_timer(conn, self.setting["linger_time"])
+
+    def _start_linger_timer(self, conn, seconds):
+        if conn.linger_timer is not None:
+            conn.linger_timer.stop()
+        conn.linger_timer = self.loop.timer(seconds)
+        conn.linger_timer.start(self._destroy, conn)
+
+    def _destroy(self, conn):
+        self._closing.discard(conn)
+        if conn.linger_timer is not None:
+            conn.linger_timer.stop()
+            conn.linger_timer = None
+        self._close_socket(conn)
+        self._check_drained()
+
+    def _close_socket(self, conn):
+        if conn.reader is not None:
+            conn.reader.stop()
+        if conn.writer is not None:
+            conn.writer.stop()
+        if conn.drained is not None:
+            conn.drained.set()
+        if conn.sock is not None:
+            conn.sock.close()
+            conn.sock = None
+
+    # -- queries -------------------------------------------------------------
+
+    def exist(self, fd):
+        conn = self.conns.get(fd)
+        return conn is not None and conn.state == OPEN
+
+    def get_client_info(self, fd):
+        conn = self.conns.get(fd)
+        if conn is None:
+            return None
+        return conn.client_info(self.worker_id, conn.listener.port)
+
+    def get_client_list(self, start_fd=0, page_size=0):
+        """Open fds above ``start_fd`` in ascending order; ``page_size`` 0 = all."""
+        fds = sorted(fd for fd, c in self.conns.items() if fd > start_fd and c.state == OPEN)
+        return fds[:page_size] if page_size else fds
+
+    def session(self, fd):
+        conn = self.conns.get(fd)
+        if conn is None:
+            raise KeyError("fd %r is not a connection of worker #%d" % (fd, self.worker_id))
+        return conn.session
+
+    # -- timers and stopping -----------------------------------------------
+
+    def _tick_clock(self):
+        self.clock = int(time.time())
+
+    def _check_heartbeat(self, idle):
+        limit = self.clock - idle
+        for fd, conn in list(self.conns.items()):
+            if conn.state == OPEN and conn.last_time < limit and not conn.busy:
+                log.info("worker #%d: closing fd %d, idle for %ss (heartbeat)",
+                         self.worker_id, fd, idle)
+                self.close(fd)
+
+    def _check_drained(self):
+        if self.stopping and not self.conns and not self._closing:
+            self._drained.set()
+
+    def drain(self, timeout):
+        """Stop accepting and wait up to ``timeout`` for open connections to
+        finish; then close what is left. Returns True if nothing was cut off."""
+        self.stopping = True
+        self.stop_accepting()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        self._check_drained()
+        clean = self._drained.wait(timeout)
+        if not clean:
+            errors.set_last_error(errors.WORKER_EXIT_TIMEOUT)
+            log.warning("worker #%d: max_wait_time (%ss) passed with %d connection(s) open; "
+                        "closing them (error %d)", self.worker_id, timeout, len(self.conns),
+                        errors.WORKER_EXIT_TIMEOUT)
+            self.close_all()
+            # close callbacks run in runners; give them a moment, bounded.
+            self._drained.wait(1.0)
+        for conn in list(self._closing):
+            self._destroy(conn)
+        return clean
+
+    def close_all(self):
+        for fd in list(self.conns):
+            self.close(fd)
+
+    def shutdown_now(self):
+        """Fast stop: no callbacks, just close every socket."""
+        for conn in list(self.conns.values()) + list(self._closing):
+            self._close_socket(conn)
+        self.stop_accepting()
+
+
+def _as_bytes(data):
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError("send() takes bytes or str, not %s" % type(data).__name__)

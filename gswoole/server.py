@@ -1,0 +1,286 @@
+"""The user's facade: ``Server``, ``set``, ``on``, ``start``, ``send``, ``close``, ...
+
+One ``Server`` object exists in every process of a server: the master builds
+it, and each forked worker gets a copy on which the worker methods (``send``,
+``close``, ...) are bound to that worker's reactor. Attributes a user puts on
+it are therefore per process, like everything not in shared memory.
+"""
+
+import logging
+import os
+import signal
+import sys
+import time
+
+from . import callbacks as _callbacks
+from . import errors, settings
+from .errors import EventLoopError, ServerStateError
+from .master import Arbiter, daemonize, remove_pid_file, write_pid_file
+from .proctitle import set_title
+from .shared import SharedState
+from .sockets import SOCK_TCP, STREAM_TYPES, Listener
+from .timers import Timer
+from .worker import run_worker
+
+log = logging.getLogger("gswoole")
+
+_LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+
+
+def check_event_loop():
+    """Raise EventLoopError if this process already runs async I/O."""
+    live = []
+    if len(Timer):
+        live.append("%d gswoole timer(s)" % len(Timer))
+    if "gevent" in sys.modules:
+        from gevent._hub_local import get_hub_if_exists
+        hub = get_hub_if_exists()
+        if hub is not None and hub.loop.activecnt > 0:
+            live.append("a gevent loop with %d active watcher(s) or pending greenlet(s)"
+                        % hub.loop.activecnt)
+    if live:
+        raise EventLoopError(
+            "cannot create a Server: this process already runs async I/O (%s). Forking a "
+            "live event loop into the workers would break them. Create greenlets, timers "
+            "and clients in the workerStart callback instead, which runs in each worker "
+            "after the fork." % ", ".join(live))
+
+
+class Server:
+    """A TCP (or unix stream) server with Swoole's callbacks."""
+
+    def __init__(self, host, port=0, sock_type=SOCK_TCP):
+        check_event_loop()
+        listener = Listener(host, port, sock_type)
+        self.host = host
+        self.port = listener.port
+        self.sock_type = sock_type
+        self.setting = settings.defaults()
+        self.master_pid = 0
+        self.worker_id = -1
+        self.worker_pid = 0
+        self.taskworker = False
+        self._listeners = [listener]
+        self._callbacks = {}
+        self._started = False
+        self._worker = None
+        self._shared = None
+
+    # -- configuration (master, before start) -------------------------
+
+    def set(self, *args, **kwargs):
+        """``set(worker_num=2)`` or ``set({"worker_num": 2})``. Validates at once."""
+        if len(args) > 1 or (args and not isinstance(args[0], dict)):
+            raise TypeError("set() takes one dict or keyword arguments")
+        values = dict(args[0]) if args else {}
+        values.update(kwargs)
+        if self._started:
+            raise ServerStateError("set() must be called before start()")
+        self.setting.update(settings.validate_all(values))
+        return True
+
+    def on(self, event, callback):
+        """Register ``callback`` for ``event``; rejects what it cannot call."""
+        if self._started:
+            raise ServerStateError("on() must be called before start()")
+        event, callback = _callbacks.resolve(event, callback)
+        self._callbacks[event] = callback
+        return True
+
+    def listen(self, host, port, sock_type=SOCK_TCP):
+        """Add another address before start(); returns its Listener."""
+        if self._started:
+            raise ServerStateError("listen() must be called before start()")
+        listener = Listener(host, port, sock_type)
+        self._listeners.append(listener)
+        return listener
+
+    addlistener = listen
+
+    @property
+    def ports(self):
+        return list(self._listeners)
+
+    def _check_startable(self):
+        if any(not l.is_stream for l in self._listeners):
+            raise ServerStateError("UDP and unix datagram sockets are not supported yet")
+        if "receive" not in self._callbacks and self._requires_receive():
+            raise ServerStateError("start() needs a 'receive' callback for a stream "
+                                   "server: server.on('receive', fn(server, fd, "
+                                   "reactor_id, data))")
+        settings.check_consistency(self.setting)
+        for key in ("open_eof_check", "open_eof_split", "open_length_check"):
+            if self.setting[key]:
+                raise ServerStateError("%s: packet framing is not supported yet" % key)
+        if self.setting["task_worker_num"]:
+            raise ServerStateError("task_worker_num: task workers are not supported yet")
+
+    def _requires_receive(self):
+        return True
+
+    # -- running (master) ----------------------------------------------
+
+    def start(self):
+        """Fork the workers and supervise them; returns after shutdown."""
+        if self._started:
+            raise ServerStateError("start() was already called")
+        self._check_startable()
+        self._started = True
+        setting = self.setting
+        _configure_logging(setting)
+        if setting["daemonize"]:
+            daemonize(setting["log_file"])
+        self.master_pid = os.getpid()
+        pid_file = setting["pid_file"]
+        if pid_file:
+            write_pid_file(pid_file, self.master_pid)
+        for listener in self._listeners:
+            listener.activate(setting["backlog"], setting["enable_reuse_port"])
+        self._shared = SharedState()
+        set_title(setting["process_name"], "master process")
+        log.info("gswoole master %d listening on %s with %d worker(s)", self.master_pid,
+                 ", ".join(l.describe() for l in self._listeners), setting["worker_num"])
+        arbiter = Arbiter(self, setting, self._callbacks, self._listeners, self._shared,
+                          run_worker)
+        try:
+            arbiter.run()
+        finally:
+            for listener in self._listeners:
+                listener.close()
+            if pid_file:
+                remove_pid_file(pid_file, self.master_pid)
+        return True
+
+    # -- inside a worker -------------------------------------------------
+
+    def _attach_worker(self, worker):
+        """Called in the forked worker: bind the worker methods to its reactor.
+
+        Binding them as instance attributes keeps ``server.send`` one call
+        deep on the hot path."""
+        reactor = worker.reactor
+        self._worker = worker
+        self.worker_id = worker.worker_id
+        self.worker_pid = os.getpid()
+        self.send = reactor.send
+        self.close = reactor.close
+        self.exist = reactor.exist
+        self.get_client_info = reactor.get_client_info
+        self.get_client_list = reactor.get_client_list
+        self.session = reactor.session
+
+    def _not_in_worker(self, name):
+        raise ServerStateError("%s() works only inside a worker process (in a callback)"
+                               % name)
+
+    def send(self, fd, data):
+        """Queue ``data`` for connection ``fd``; True, or False with get_last_error()."""
+        self._not_in_worker("send")
+
+    def close(self, fd, reset=False):
+        """Close ``fd`` after flushing what was queued (reset=True: RST at once)."""
+        self._not_in_worker("close")
+
+    def exist(self, fd):
+        self._not_in_worker("exist")
+
+    def get_client_info(self, fd):
+        self._not_in_worker("get_client_info")
+
+    def get_client_list(self, start_fd=0, page_size=0):
+        self._not_in_worker("get_client_list")
+
+    def session(self, fd):
+        """A dict for per-connection state, freed after the close callback."""
+        self._not_in_worker("session")
+
+    getClientInfo = property(lambda self: self.get_client_info)
+    getClientList = property(lambda self: self.get_client_list)
+    getLastError = property(lambda self: self.get_last_error)
+    clearTimer = property(lambda self: self.clear_timer)
+
+    @staticmethod
+    def get_last_error():
+        return errors.get_last_error()
+
+    # -- timers ----------------------------------------------------------
+
+    @staticmethod
+    def tick(ms, callback, *args):
+        return Timer.tick(ms, callback, *args)
+
+    @staticmethod
+    def after(ms, callback, *args):
+        return Timer.after(ms, callback, *args)
+
+    @staticmethod
+    def clear_timer(timer_id):
+        return Timer.clear(timer_id)
+
+    # -- process control -------------------------------------------------
+
+    def _master(self):
+        if not self.master_pid:
+            raise ServerStateError("the server is not running")
+        return self.master_pid
+
+    def reload(self, task_only=False):
+        """Restart the workers one after another (task workers only with task_only)."""
+        os.kill(self._master(), signal.SIGUSR2 if task_only else signal.SIGUSR1)
+        return True
+
+    def shutdown(self):
+        """Graceful shutdown of the whole server."""
+        os.kill(self._master(), signal.SIGTERM)
+        return True
+
+    def stop(self, worker_id=-1, wait_reactor=False):
+        """Stop a worker gracefully (this one by default); the master replaces it."""
+        if worker_id in (-1, self.worker_id):
+            if self._worker is None:
+                self._not_in_worker("stop")
+            self._worker.retire()
+            return True
+        slot = self._shared.read_slot(worker_id) if self._shared else None
+        if not slot or not slot["pid"]:
+            return False
+        os.kill(slot["pid"], signal.SIGUSR1)
+        return True
+
+    def stats(self):
+        """Server-wide figures (other workers' are at most a second old)."""
+        if self._shared is None:
+            raise ServerStateError("stats() needs a running server")
+        if self._worker is not None:
+            self._worker.publish()
+        total = self.setting["worker_num"] + self.setting["task_worker_num"]
+        slots = self._shared.slots(max(total, self.worker_id + 1) + 64)
+        starts = [s["start_time"] for s in slots.values() if s["start_time"]]
+        result = {
+            "start_time": min(starts) if starts else int(time.time()),
+            "connection_num": sum(s["connection_num"] for s in slots.values()),
+            "accept_count": sum(s["accept_count"] for s in slots.values()),
+            "close_count": sum(s["close_count"] for s in slots.values()),
+            "request_count": sum(s["request_count"] for s in slots.values()),
+            "worker_num": sum(1 for w in slots if w < self.setting["worker_num"]),
+            "task_worker_num": sum(1 for w in slots if w >= self.setting["worker_num"]),
+            "workers": {w: {"pid": s["pid"], "request_count": s["request_count"],
+                            "connection_num": s["connection_num"]}
+                        for w, s in slots.items()},
+        }
+        if self._worker is not None:
+            result["worker_request_count"] = self._worker.reactor.request_count
+        return result
+
+
+def _configure_logging(setting):
+    logger = logging.getLogger("gswoole")
+    logger.setLevel(settings.logging_level(setting["log_level"]))
+    if setting["log_file"]:
+        handler = logging.FileHandler(setting["log_file"])
+    elif logger.handlers or logging.getLogger().handlers:
+        return  # the application configured logging itself
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    logger.addHandler(handler)

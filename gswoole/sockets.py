@@ -1,0 +1,125 @@
+"""Socket types and listening sockets.
+
+``Server(...)`` binds at once so ``server.port`` is known (also for port 0),
+but listens only in ``start()``: a client that connects before the server
+starts is refused rather than left waiting in a backlog nobody serves.
+"""
+
+import os
+import socket
+import stat
+
+SOCK_TCP = 1
+SOCK_UDP = 2
+SOCK_TCP6 = 3
+SOCK_UDP6 = 4
+SOCK_UNIX_DGRAM = 5
+SOCK_UNIX_STREAM = 6
+
+_FAMILY = {
+    SOCK_TCP: (socket.AF_INET, socket.SOCK_STREAM),
+    SOCK_TCP6: (socket.AF_INET6, socket.SOCK_STREAM),
+    SOCK_UNIX_STREAM: (socket.AF_UNIX, socket.SOCK_STREAM),
+    SOCK_UDP: (socket.AF_INET, socket.SOCK_DGRAM),
+    SOCK_UDP6: (socket.AF_INET6, socket.SOCK_DGRAM),
+    SOCK_UNIX_DGRAM: (socket.AF_UNIX, socket.SOCK_DGRAM),
+}
+
+STREAM_TYPES = (SOCK_TCP, SOCK_TCP6, SOCK_UNIX_STREAM)
+
+
+class Listener:
+    """One bound address of the server.
+
+    In the shared mode every worker inherits ``sock``. With reuse_port the
+    master's ``sock`` only holds the port (bound, never listening) and each
+    worker binds a socket of its own with ``open_worker_socket()``."""
+
+    def __init__(self, host, port, sock_type):
+        if sock_type not in _FAMILY:
+            raise ValueError("unknown sock_type %r" % (sock_type,))
+        self.host = host
+        self.sock_type = sock_type
+        self.family, self.type = _FAMILY[sock_type]
+        self.is_stream = self.type == socket.SOCK_STREAM
+        self.is_tcp = self.family in (socket.AF_INET, socket.AF_INET6)
+        self.reuse_port = False
+        self.splitter_factory = None   # framing for this port, set at start()
+        self.sock = self._bind(port, reuse_port=False)
+        self.address = self.sock.getsockname()
+        self.port = self.address[1] if self.is_tcp else 0
+
+    def _bind(self, port, reuse_port):
+        sock = socket.socket(self.family, self.type)
+        try:
+            if self.family == socket.AF_UNIX:
+                _remove_stale_unix_socket(self.host)
+                sock.bind(self.host)
+            else:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind((self.host, port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, "cannot bind %s: %s" % (self.describe(port), exc.strerror)) \
+                from None
+        return sock
+
+    def describe(self, port=None):
+        if self.family == socket.AF_UNIX:
+            return "unix:%s" % self.host
+        port = self.port if port is None else port
+        if self.family == socket.AF_INET6:
+            return "[%s]:%s" % (self.host, port)
+        return "%s:%s" % (self.host, port)
+
+    def activate(self, backlog, reuse_port):
+        """Called in the master at start(): listen, or prepare for reuse_port."""
+        if reuse_port and self.is_tcp and self.is_stream:
+            # The port was bound without SO_REUSEPORT; rebind it with the flag so
+            # the workers can join. The master's socket never listens, so the
+            # kernel never hands it a connection nobody would accept.
+            self.sock.close()
+            self.sock = self._bind(self.port, reuse_port=True)
+            self.reuse_port = True
+        elif self.is_stream:
+            self.sock.listen(backlog)
+        self.sock.setblocking(False)
+
+    def open_worker_socket(self, backlog):
+        """In a worker: the socket to accept from."""
+        if not self.reuse_port:
+            return self.sock
+        sock = self._bind(self.port, reuse_port=True)
+        sock.listen(backlog)
+        sock.setblocking(False)
+        return sock
+
+    def close(self):
+        self.sock.close()
+        if self.family == socket.AF_UNIX:
+            try:
+                os.unlink(self.host)
+            except OSError:
+                pass
+
+
+def _remove_stale_unix_socket(path):
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError("cannot bind unix:%s: the path exists and is not a socket" % path)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)   # left over by a process that died: safe to replace
+    except OSError:
+        os.unlink(path)
+    else:
+        raise OSError("cannot bind unix:%s: another server is listening there" % path)
+    finally:
+        probe.close()

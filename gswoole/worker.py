@@ -1,0 +1,179 @@
+"""What an event worker does after the master forks it.
+
+The worker owns a gevent hub and a Reactor. Its main greenlet runs
+``workerStart``, starts accepting, tells the master it is ready, and then
+waits to be told to stop. Stopping comes in two kinds:
+
+* graceful (SIGTERM from the master, ``max_request`` reached, ``stop()``):
+  stop accepting, cancel this process's timers, serve open connections until
+  they close or ``max_wait_time`` passes, close what is left, ``workerStop``,
+  exit 0. When the worker retires on its own (``max_request``, ``stop()``) it
+  first asks the master for a replacement, so the server never has fewer
+  workers accepting than it should.
+  SIGUSR1 to a worker (what ``server.stop(worker_id)`` sends) retires it.
+* fast (SIGQUIT): close every socket and exit at once.
+
+A worker whose master is gone (PR_SET_PDEATHSIG, and a once-a-second parent
+check for where that does not reach) stops gracefully too.
+"""
+
+import ctypes
+import logging
+import os
+import random
+import signal
+import sys
+
+import gevent
+from gevent.event import Event
+
+from .reactor import Reactor
+from .timers import Timer
+
+log = logging.getLogger("gswoole")
+
+PR_SET_PDEATHSIG = 1
+_IGNORED_SIGNALS = ("SIGINT", "SIGUSR1", "SIGUSR2", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGWINCH")
+
+
+def reset_signals_after_fork():
+    """Undo the master's signal setup in a freshly forked child."""
+    signal.set_wakeup_fd(-1)
+    for name in ("SIGTERM", "SIGQUIT", "SIGCHLD") + _IGNORED_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            signal.signal(signum, signal.SIG_DFL)
+    # Ctrl-C reaches the whole process group; the master turns it into an
+    # orderly shutdown of the workers, so workers themselves ignore it.
+    for name in _IGNORED_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            signal.signal(signum, signal.SIG_IGN)
+
+
+def die_with_parent():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent check below still catches it
+
+
+class Worker:
+    kind = "worker"
+
+    def __init__(self, server, worker_id, context):
+        self.server = server
+        self.worker_id = worker_id
+        self.context = context           # master.WorkerContext
+        self.setting = context.setting
+        self.pid = os.getpid()
+        self._stop = Event()
+        self._graceful = True
+        self._retiring = False
+        self.reactor = None
+
+    # -- lifecycle -------------------------------------------------------
+
+    def run(self):
+        """Never returns: ends the process with the worker's exit code."""
+        code = 0
+        try:
+            code = self._run()
+        except BaseException:
+            log.exception("worker #%d crashed", self.worker_id)
+            code = 1
+        finally:
+            logging.shutdown()
+            os._exit(code)
+
+    def _run(self):
+        ctx = self.context
+        die_with_parent()
+        random.seed()
+        Timer._reset_after_fork()
+        self.reactor = Reactor(self.server, self.worker_id, self.setting, ctx.callbacks,
+                               ctx.listeners, ctx.shared)
+        self._set_request_limit()
+        self.server._attach_worker(self)
+        hub_loop = gevent.get_hub().loop
+        for signum, handler in ((signal.SIGTERM, self.stop), (signal.SIGQUIT, self.stop_now),
+                                (signal.SIGUSR1, self.retire)):
+            watcher = hub_loop.signal(signum)
+            watcher.start(handler)
+        self._call("workerstart", self.server, self.worker_id)
+        if not self._stop.is_set():
+            self.reactor.start()
+            ctx.tell_master(b"R")
+        publisher = hub_loop.timer(0.0, 1.0)
+        publisher.start(self.publish)
+        while not self._stop.wait(1.0):
+            if os.getppid() != ctx.master_pid:
+                log.warning("worker #%d: master %d is gone; stopping", self.worker_id,
+                            ctx.master_pid)
+                self.stop()
+        publisher.stop()
+        if not self._graceful:
+            self.reactor.shutdown_now()
+            return 0
+        Timer.clear_all()
+        self.reactor.drain(self.setting["max_wait_time"])
+        self._call("workerstop", self.server, self.worker_id)
+        return 0
+
+    def _set_request_limit(self):
+        limit = self.setting["max_request"]
+        if not limit:
+            return
+        grace = self.setting["max_request_grace"]
+        if grace is None:
+            grace = limit // 2
+        self.reactor.request_limit = limit + random.randint(0, grace)
+        self.reactor.on_request_limit = self.retire
+
+    def _call(self, event, *args):
+        callback = self.context.callbacks.get(event)
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except BaseException:
+            log.exception("error in %s callback (worker #%d)", event, self.worker_id)
+
+    # -- stopping --------------------------------------------------------
+
+    def stop(self):
+        """Graceful stop (SIGTERM)."""
+        self._stop.set()
+
+    def stop_now(self):
+        self._graceful = False
+        self._stop.set()
+
+    def retire(self):
+        """Stop on our own account: ask the master for a replacement first."""
+        if self._retiring or self._stop.is_set():
+            return
+        self._retiring = True
+        log.info("worker #%d (pid %d) retiring after %d requests", self.worker_id, self.pid,
+                 self.reactor.request_count)
+        self.context.tell_master(b"X")
+        self.stop()
+
+    # -- stats -----------------------------------------------------------
+
+    def publish(self):
+        if self._retiring:
+            return  # our slot now belongs to the replacement
+        r = self.reactor
+        self.context.shared.write_slot(
+            self.worker_id, pid=self.pid, accept_count=r.accept_count,
+            close_count=r.close_count, connection_num=len(r.conns),
+            request_count=r.request_count)
+
+
+def run_worker(server, worker_id, context):
+    """Entry point in the forked child (the master's fork calls this)."""
+    if "gevent" in sys.modules:
+        gevent.reinit()
+    Worker(server, worker_id, context).run()
