@@ -28,7 +28,8 @@ def _ready(server):
     print("READY", server.port, server.master_pid, flush=True)
 server.on("start", _ready)
 def emit(*parts):
-    print(*parts, flush=True)
+    # one write() per line: several workers share this pipe
+    os.write(1, (" ".join(map(str, parts)) + "\\n").encode())
 """
 
 FOOTER = """
