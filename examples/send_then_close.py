@@ -78,9 +78,6 @@ def fetch(port, first=b"GET the big thing\n", keep_sending=True):
 
     Returns (bytes_received, how_it_ended)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    # A small receive buffer makes the reply sit in flight for a while, as it
-    # does over a real network.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
     sock.sendall(first)
     stop = threading.Event()
 
