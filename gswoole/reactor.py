@@ -5,15 +5,18 @@ watcher callbacks, with no greenlet switch: the listening socket's watcher
 accepts, and each connection has one persistent read watcher (started once,
 never stopped per read) whose callback does the ``recv`` and appends the bytes
 to the connection's event queue. User callbacks may block cooperatively, so
-they cannot run in the hub: when a connection with queued events is not
-already being served, the hub switches into a *runner* greenlet that drains
-that connection's queue in order and then parks itself for reuse. A runner
-that blocks inside a user callback simply stays with its connection (events
-keep queuing behind it, which is what keeps one connection's callbacks in
-order and never overlapping) while the hub hands the next connection a fresh
-runner. So the per-message cost is one recv, one deque append, one switch
-into the runner and one back, plus whatever the callback does; an idle
-connection costs a socket, a watcher and a small object, no greenlet.
+they cannot run in the hub. A connection with queued events that nobody is
+serving goes on the ready list, and once per loop iteration (a hub callback,
+after all the reads of that iteration) the hub switches into a *runner*
+greenlet that drains the ready connections one after another, each queue in
+order, and then parks itself for reuse. So a busy loop iteration costs one
+switch pair for all its connections, not one per message.
+
+A runner that blocks inside a user callback simply stays with that connection
+(its later events keep queuing behind it: that is what keeps one connection's
+callbacks in order and never overlapping); the hub hands the rest of the
+ready list to another runner. An idle connection costs a socket, a watcher
+and a small object, no greenlet.
 
 Sends write straight to the socket when nothing is queued (one syscall, no
 wake-up); what the kernel does not take is queued and written by a write
@@ -26,6 +29,7 @@ import socket as _stdsocket
 import struct
 import time
 from _socket import socket as _rawsocket
+from collections import deque
 
 import gevent
 from gevent.event import Event
@@ -62,6 +66,8 @@ class Reactor:
         self.shared = shared
         self.conns = {}
         self._closing = set()        # released connections whose sockets are still open
+        self._ready = deque()        # connections with events and no runner yet
+        self._kicked = False         # a _kick is scheduled for this loop iteration
         self._spare = []
         self.on_connect = callbacks.get("connect")
         self.on_receive = callbacks.get("receive")
@@ -162,8 +168,7 @@ class Reactor:
         reader.start(self._on_read, conn)
         if self.on_connect is not None:
             conn.events.append(CONNECT)
-            conn.busy = True
-            self._runner().switch(conn)
+            self._schedule(conn)
 
     # -- reading and dispatch (hub) ----------------------------------------
 
@@ -185,8 +190,10 @@ class Reactor:
                     return
             if not conn.busy:
                 conn.busy = True
-                spare = self._spare
-                (spare.pop() if spare else self._runner()).switch(conn)
+                self._ready.append(conn)
+                if not self._kicked:
+                    self._kicked = True
+                    self.loop.run_callback(self._kick)
             elif len(conn.events) > MAX_QUEUED_EVENTS:
                 conn.paused = True
                 conn.reader.stop()
@@ -217,34 +224,39 @@ class Reactor:
         elif state == RELEASED and not conn.out_size:
             self._destroy(conn)
 
-    def _runner(self):
-        return greenlet(self._run, self.hub)
-
     def _schedule(self, conn):
-        """Make sure someone drains ``conn``'s queue (from any greenlet)."""
+        """Make sure a runner drains ``conn``'s queue; callable from any greenlet."""
         if conn.busy:
             return
         conn.busy = True
-        if getcurrent() is self.hub:
-            (self._spare.pop() if self._spare else self._runner()).switch(conn)
-        else:
-            # Switching into a runner from a user greenlet would strand that
-            # greenlet: a parked runner returns to the hub, not to its caller.
-            self.loop.run_callback(self._start_runner, conn)
+        self._ready.append(conn)
+        if not self._kicked:
+            self._kicked = True
+            self.loop.run_callback(self._kick)
 
-    def _start_runner(self, conn):
-        (self._spare.pop() if self._spare else self._runner()).switch(conn)
+    def _kick(self):
+        # Hub callback, after this iteration's reads. A runner returns here
+        # when it parks (ready list empty) or when a user callback blocks (the
+        # list may still hold connections: give them another runner).
+        self._kicked = False
+        ready = self._ready
+        spare = self._spare
+        while ready:
+            (spare.pop() if spare else greenlet(self._run, self.hub)).switch()
 
-    def _run(self, conn):
+    def _run(self):
+        ready = self._ready
         spare = self._spare
         hub = self.hub
         me = getcurrent()
+        drain = self._drain
         while True:
-            self._drain(conn)
+            while ready:
+                drain(ready.popleft())
             if len(spare) >= MAX_SPARE_RUNNERS:
                 return
             spare.append(me)
-            conn = _switch(hub)
+            _switch(hub)
 
     def _drain(self, conn):
         events = conn.events
