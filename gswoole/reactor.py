@@ -181,7 +181,7 @@ class Reactor:
             data = None
         if data:
             if conn.state != OPEN:
-                return  # closing: read and discard (see _linger)
+                return  # closing: read and discard (see _shutdown_write)
             conn.last_time = self.clock
             if conn.splitter is None:
                 conn.events.append(data)
@@ -212,15 +212,23 @@ class Reactor:
         return bool(packets)
 
     def _on_eof(self, conn, broken):
+        close_queued = conn.eof   # a half-closed HTTP connection already queued CLOSE
         conn.eof = True
         conn.reader.stop()
         if broken:
             conn.drop_output()
         state = conn.state
         if state == OPEN:
+            if not (broken or close_queued) and conn.listener.half_close:
+                # The peer only stopped sending: answer what it sent before
+                # the FIN (its queued events), then close. Sends keep working.
+                conn.events.append(CLOSE)
+                self._schedule(conn)
+                return
             conn.state = PEER_CLOSED
-            conn.events.append(CLOSE)
-            self._schedule(conn)
+            if not close_queued:
+                conn.events.append(CLOSE)
+                self._schedule(conn)
         elif state == RELEASED and not conn.out_size:
             self._destroy(conn)
 
@@ -266,20 +274,12 @@ class Reactor:
         on_receive = self.on_receive
         while events:
             event = events.popleft()
-            if event.__class__ is bytes:
-                try:
-                    on_receive(server, fd, worker_id, event)
-                except BaseException:
-                    self._report("receive", fd)
-                self.request_count += 1
-                if self.request_count == self.request_limit:
-                    self.on_request_limit()
-            elif event is CONNECT:
+            if event is CONNECT:
                 try:
                     self.on_connect(server, fd, worker_id)
                 except BaseException:
                     self._report("connect", fd)
-            else:
+            elif event is CLOSE:
                 events.clear()
                 try:
                     if self.on_close is not None:
@@ -289,8 +289,17 @@ class Reactor:
                 finally:
                     self._release(conn)
                 return  # busy stays True: nothing runs for this fd again
+            else:
+                # data, a framed packet, or a parsed request (HTTP)
+                try:
+                    on_receive(server, fd, worker_id, event)
+                except BaseException:
+                    self._report("receive", fd)
+                self.request_count += 1
+                if self.request_count == self.request_limit:
+                    self.on_request_limit()
         conn.busy = False
-        if conn.paused and conn.state == OPEN:
+        if conn.paused and conn.state == OPEN and not conn.eof:
             conn.paused = False
             conn.reader.start(self._on_read, conn)
 

@@ -45,6 +45,7 @@ class Listener:
         self.is_tcp = self.family in (socket.AF_INET, socket.AF_INET6)
         self.reuse_port = False
         self.splitter_factory = None   # framing for this port, set at start()
+        self.half_close = False        # EOF still lets queued events answer (HTTP)
         self.sock = self._bind(port, reuse_port=False)
         self.address = self.sock.getsockname()
         self.port = self.address[1] if self.is_tcp else 0
