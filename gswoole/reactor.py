@@ -25,6 +25,7 @@ watcher started only then.
 
 import errno
 import logging
+import os
 import socket as _stdsocket
 import struct
 import time
@@ -33,6 +34,7 @@ from collections import deque
 
 import gevent
 from gevent.event import Event
+from gevent.socket import wait_write
 from greenlet import getcurrent, greenlet
 
 from . import errors
@@ -87,6 +89,8 @@ class Reactor:
         self._clock_timer = self.loop.timer(1.0, 1.0)
         self._clock_timer.start(self._tick_clock)
         self._heartbeat = None
+        self.sweepers = []           # called every second with the reactor (protocol timeouts)
+        self.stop_hooks = []         # called once when a graceful stop begins
 
     # -- accepting -----------------------------------------------------------
 
@@ -392,6 +396,56 @@ class Reactor:
             if conn.state == RELEASED:
                 self._shutdown_write(conn)
 
+    def wait_output_drained(self, fd, timeout):
+        """Block this greenlet until ``fd``'s queued output is all written.
+        Returns False if the connection went away or ``timeout`` passed."""
+        conn = self.conns.get(fd)
+        deadline = time.monotonic() + timeout
+        while conn is not None and conn.out_size and conn.sock is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if conn.drained is None:
+                conn.drained = Event()
+            conn.drained.clear()
+            conn.drained.wait(remaining)
+        return conn is not None and conn.sock is not None and conn.state == OPEN
+
+    def send_file(self, fd, file, offset=0, count=None):
+        """Write ``count`` bytes of ``file`` (from ``offset``) with os.sendfile.
+
+        Zero-copy: the kernel moves the bytes from the page cache to the
+        socket. Runs in the caller's greenlet and waits cooperatively when
+        the socket is full, up to send_timeout per wait. Returns True when
+        everything was written."""
+        timeout = self.setting["send_timeout"]
+        if not self.wait_output_drained(fd, timeout):
+            return self._fail(fd, self.conns.get(fd))
+        conn = self.conns[fd]
+        in_fd = file.fileno()
+        if count is None:
+            count = os.fstat(in_fd).st_size - offset
+        while count > 0:
+            try:
+                sent = os.sendfile(conn.fileno, in_fd, offset, count)
+            except BlockingIOError:
+                try:
+                    wait_write(conn.fileno, timeout=timeout)
+                except _stdsocket.timeout:
+                    self.close(fd, reset=True)
+                    return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW)
+                if conn.sock is None or conn.state != OPEN:
+                    return self._fail(fd, conn)
+                continue
+            except OSError:
+                self._on_eof(conn, broken=True)
+                return errors.set_last_error(errors.SESSION_CLOSED)
+            if sent == 0:
+                break  # the file is shorter than promised
+            offset += sent
+            count -= sent
+        return count <= 0
+
     # -- closing -------------------------------------------------------------
 
     def close(self, fd, reset=False):
@@ -500,6 +554,11 @@ class Reactor:
 
     def _tick_clock(self):
         self.clock = int(time.time())
+        for sweep in self.sweepers:
+            try:
+                sweep(self)
+            except Exception:
+                log.exception("error in a connection sweep (worker #%d)", self.worker_id)
 
     def _check_heartbeat(self, idle):
         limit = self.clock - idle
@@ -520,6 +579,8 @@ class Reactor:
         self.stop_accepting()
         if self._heartbeat is not None:
             self._heartbeat.stop()
+        for hook in self.stop_hooks:
+            hook(self)
         self._check_drained()
         clean = self._drained.wait(timeout)
         if not clean:

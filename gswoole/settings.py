@@ -60,6 +60,11 @@ def boolean(value):
 boolean.describe = "bool"
 
 
+def optional_count(value):
+    return None if value is None else integer(0)(value)
+optional_count.describe = "int >= 0 or None"
+
+
 def optional_text(value):
     if value is None:
         return None
@@ -130,7 +135,7 @@ SETTINGS = [
     Setting("max_request", 0, integer(0),
             "Recycle an event worker after this many requests (receive/packet/HTTP "
             "request events); 0 = never.", cli="--max-requests"),
-    Setting("max_request_grace", None, lambda v: v if v is None else integer(0)(v),
+    Setting("max_request_grace", None, optional_count,
             "Random extra requests (0..grace) added per worker so workers do not "
             "recycle together; default max_request // 2.", cli="--max-requests-jitter"),
     Setting("task_max_request", 0, integer(0),
@@ -193,6 +198,25 @@ SETTINGS = [
             "callable(buffer) -> packet length, 0 = need more, -1 = bad (close)."),
     Setting("package_max_length", 2 * MiB, integer(1),
             "Largest packet (or HTTP body); past it the connection is closed."),
+    # HTTP (gunicorn's names for the request limits)
+    Setting("limit_request_line", 4094, integer(0),
+            "Longest HTTP request line; past it the answer is 414.", cli="--limit-request-line"),
+    Setting("limit_request_fields", 100, integer(0),
+            "Most header fields in a request; past it the answer is 431.",
+            cli="--limit-request-fields"),
+    Setting("limit_request_field_size", 8190, integer(0),
+            "Longest header field; past it the answer is 431.",
+            cli="--limit-request-field-size"),
+    Setting("http_header_timeout", 10.0, seconds(),
+            "A client must send a request's headers within this time (slowloris guard)."),
+    Setting("http_keepalive_timeout", 5.0, seconds(),
+            "Close a keep-alive connection idle this long between requests.",
+            cli="--keep-alive"),
+    Setting("upload_tmp_dir", None, optional_text,
+            "Where uploaded files are written (default: the system temp dir)."),
+    Setting("access_log", None, optional_text,
+            "HTTP access log in the common log format: a file path, or '-' for stderr.",
+            cli="--access-log"),
 ]
 
 BY_NAME = {s.name: s for s in SETTINGS}

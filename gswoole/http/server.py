@@ -1,0 +1,192 @@
+"""``gswoole.http.Server``: Swoole's HTTP server on the core reactor.
+
+How this works. Each HTTP port gives its connections a ``_HttpSplitter`` as
+framing: the reactor feeds it every ``recv`` in the hub, and it returns what
+httptools (behind ``parser.RequestParser``) completed: parsed requests, a
+100-continue marker, or an error. These go on the connection's ordered event
+queue like any packet, so pipelined requests are answered in order by the one
+greenlet that serves that connection, and a slow handler delays only its own
+connection. The "receive" callback of this server is internal: it turns each
+event into a response (``_HttpProtocol.handle``); subclasses (WSGI) override
+``handle_request``.
+
+Timeouts run from the reactor's once-a-second sweep, not from per-request
+timers: a connection still sending headers after ``http_header_timeout`` gets
+408 and is closed (slowloris); an idle keep-alive connection is closed after
+``http_keepalive_timeout``; a stopping worker closes idle connections at once
+and answers in-flight requests with ``Connection: close``.
+"""
+
+import logging
+
+from ..callbacks import CallbackError
+from ..errors import ServerStateError
+from ..server import Server as _TcpServer
+from ..sockets import SOCK_TCP
+from .parser import CONTINUE, HTTPError, ParsedRequest, RequestParser
+from .request import Request
+from .response import CONTINUE as CONTINUE_BYTES
+from .response import Response, date_header
+
+log = logging.getLogger("gswoole")
+
+
+class _HttpSplitter:
+    """Per-connection framing: bytes in, parsed requests out."""
+
+    __slots__ = ("parser", "clock_ref", "header_started")
+
+    def __init__(self, parser, clock_ref):
+        self.parser = parser
+        self.clock_ref = clock_ref       # the reactor, for its coarse clock
+        self.header_started = 0
+
+    def feed(self, data):
+        parser = self.parser
+        was_idle = parser.idle
+        events = parser.feed(data)
+        if was_idle and parser.in_headers:
+            self.header_started = self.clock_ref.clock
+        return events
+
+
+class _HttpProtocol:
+    """One worker's HTTP glue between the reactor and Request/Response."""
+
+    def __init__(self, server, reactor):
+        self.server = server
+        self.reactor = reactor
+        self.setting = server.setting
+        self.on_request = server._callbacks.get("request")
+        self.upload_dir = self.setting["upload_tmp_dir"]
+        self.send = reactor.send
+        self.send_file = reactor.send_file
+        self.exist = reactor.exist
+        self.close = reactor.close
+        reactor.sweepers.append(self.sweep)
+        reactor.stop_hooks.append(self.close_idle)
+
+    def splitter(self):
+        s = self.setting
+        parser = RequestParser(limit_request_line=s["limit_request_line"],
+                               limit_request_fields=s["limit_request_fields"],
+                               limit_request_field_size=s["limit_request_field_size"],
+                               max_body=s["package_max_length"])
+        return _HttpSplitter(parser, self.reactor)
+
+    # -- per event (runs in the connection's greenlet) -----------------
+
+    def handle(self, server, fd, reactor_id, event):
+        if event.__class__ is ParsedRequest:
+            self.handle_request(fd, event)
+        elif event is CONTINUE:
+            self.send(fd, CONTINUE_BYTES)
+        else:
+            self.send(fd, event.response_bytes())
+            self.close(fd)
+
+    def handle_request(self, fd, parsed):
+        conn = self.reactor.conns[fd]
+        remote = conn.remote
+        client = (remote[0], remote[1], conn.listener.port) if isinstance(remote, tuple) \
+            else (remote or "", 0, 0)
+        request = Request(parsed, fd, client, self.upload_dir)
+        response = Response(self, request)
+        try:
+            self.on_request(request, response)
+        except Exception:
+            log.exception("error in request callback (%s %s, fd=%d, worker #%d)",
+                          request.method, request.raw_uri, fd, self.reactor.worker_id)
+            if not response._head_sent:
+                response._headers = [("Content-Type", "text/plain")]
+                response.status(500)
+                response.end(b"Internal Server Error\n")
+            else:
+                response.finished = True
+                self.finish(request)
+                self.close(fd, reset=True)   # a truncated body must not look complete
+                return
+        if not response.finished:
+            response.end()
+
+    # -- used by Response ---------------------------------------------
+
+    def keep_alive(self, request):
+        return request.keep_alive and not self.reactor.stopping
+
+    def date(self):
+        return date_header(self.reactor.clock)
+
+    def finish(self, request):
+        """A response is complete: close if it ended the connection."""
+        request.cleanup()
+        conn = self.reactor.conns.get(request.fd)
+        if conn is None:
+            return
+        conn.last_time = self.reactor.clock
+        if not request.keep_alive:
+            self.close(request.fd)
+
+    # -- timeouts -----------------------------------------------------
+
+    def sweep(self, reactor):
+        clock = reactor.clock
+        header_limit = clock - self.setting["http_header_timeout"]
+        idle_limit = clock - self.setting["http_keepalive_timeout"]
+        for fd, conn in list(reactor.conns.items()):
+            splitter = conn.splitter
+            if splitter is None or conn.busy or conn.out_size or conn.eof:
+                continue
+            parser = splitter.parser
+            if parser.in_headers:
+                if splitter.header_started <= header_limit:
+                    reactor.send(fd, HTTPError(408, "Request Timeout").response_bytes())
+                    reactor.close(fd)
+            elif parser.idle and conn.last_time <= idle_limit:
+                reactor.close(fd)
+
+    def close_idle(self, reactor):
+        for fd, conn in list(reactor.conns.items()):
+            splitter = conn.splitter
+            if splitter is not None and not conn.busy and not conn.out_size \
+                    and splitter.parser.idle:
+                reactor.close(fd)
+
+
+class Server(_TcpServer):
+    """An HTTP/1.1 server: ``on("request", fn(request, response))``."""
+
+    protocol_class = _HttpProtocol
+
+    def __init__(self, host, port=0, sock_type=SOCK_TCP):
+        super().__init__(host, port, sock_type)
+        self._protocol = None
+
+    def on(self, event, callback):
+        from ..callbacks import canonical_event
+        if canonical_event(event) in ("receive", "connect", "packet"):
+            raise CallbackError("an HTTP server delivers 'request' events; %r is not "
+                                "available on it" % event)
+        return super().on(event, callback)
+
+    def _check_startable(self):
+        self._check_request_callback()
+        super()._check_startable()
+
+    def _check_request_callback(self):
+        if "request" not in self._callbacks:
+            raise ServerStateError("start() needs a 'request' callback: "
+                                   "server.on('request', fn(request, response))")
+
+    def _requires_receive(self):
+        return False
+
+    def _attach_worker(self, worker):
+        reactor = worker.reactor
+        protocol = self.protocol_class(self, reactor)
+        self._protocol = protocol
+        reactor.on_receive = protocol.handle
+        for listener in self._listeners:
+            listener.half_close = True
+            listener.splitter_factory = protocol.splitter
+        super()._attach_worker(worker)
