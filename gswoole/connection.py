@@ -20,9 +20,10 @@ PEER_CLOSED = 2   # the peer closed or the socket failed
 RELEASED = 3      # close callback done; only the socket's tail end remains
 
 # Queue markers; receive events are the data itself (bytes), so the hot path
-# is a deque of bytes with these two rare objects among them.
+# is a deque of bytes with these rare objects among them.
 CONNECT = object()
 CLOSE = object()
+SHUTDOWN = object()   # the server closes here (framing error): packets before it still run
 
 IOV_MAX = 512
 

@@ -38,7 +38,7 @@ from gevent.socket import wait_write
 from greenlet import getcurrent, greenlet
 
 from . import errors
-from .connection import (CLOSE, CLOSING, CONNECT, OPEN, PEER_CLOSED, RELEASED,
+from .connection import (CLOSE, CLOSING, CONNECT, OPEN, PEER_CLOSED, RELEASED, SHUTDOWN,
                          Connection)
 from .shared import ID_BLOCK
 
@@ -205,13 +205,19 @@ class Reactor:
         self._on_eof(conn, broken=data is None)
 
     def _split(self, conn, data):
-        """Feed framing; queue whole packets. False if the connection was dropped."""
+        """Feed framing; queue whole packets. False if nothing new to run."""
         try:
             packets = conn.splitter.feed(data)
         except ValueError as exc:
+            # Packets completed before the bad one are still delivered, then
+            # the connection closes (as Swoole does): nothing after a framing
+            # error can be trusted.
             log.warning("worker #%d: closing fd %d: %s", self.worker_id, conn.fd, exc)
-            self.close(conn.fd)
-            return False
+            conn.reader.stop()
+            conn.paused = False
+            conn.events.extend(getattr(exc, "packets", ()))
+            conn.events.append(SHUTDOWN)
+            return True
         conn.events.extend(packets)
         return bool(packets)
 
@@ -293,6 +299,8 @@ class Reactor:
                 finally:
                     self._release(conn)
                 return  # busy stays True: nothing runs for this fd again
+            elif event is SHUTDOWN:
+                self.close(fd)   # queues CLOSE, which this loop runs next
             else:
                 # data, a framed packet, or a parsed request (HTTP)
                 try:

@@ -14,7 +14,8 @@ import time
 
 from . import callbacks as _callbacks
 from . import errors, settings
-from .errors import EventLoopError, ServerStateError
+from .errors import EventLoopError, ServerStateError, SettingError
+from .framing import make_splitter
 from .master import Arbiter, daemonize, remove_pid_file, write_pid_file
 from .proctitle import set_title
 from .shared import SharedState
@@ -108,10 +109,12 @@ class Server:
             raise ServerStateError("start() needs a 'receive' callback for a stream "
                                    "server: server.on('receive', fn(server, fd, "
                                    "reactor_id, data))")
-        settings.check_consistency(self.setting)
-        for key in ("open_eof_check", "open_eof_split", "open_length_check"):
-            if self.setting[key]:
-                raise ServerStateError("%s: packet framing is not supported yet" % key)
+        try:
+            splitter_factory = make_splitter(self.setting)
+        except ValueError as exc:
+            raise SettingError(str(exc)) from None
+        for listener in self._listeners:
+            listener.splitter_factory = splitter_factory
         if self.setting["task_worker_num"]:
             raise ServerStateError("task_worker_num: task workers are not supported yet")
 

@@ -248,14 +248,6 @@ def validate_all(values):
     return {name: validate(name, value) for name, value in values.items()}
 
 
-def check_consistency(setting):
-    """Cross-setting rules, checked at start() when every value is known."""
-    if setting["open_eof_check"] and setting["open_length_check"]:
-        raise SettingError("open_eof_check and open_length_check cannot both be on")
-    if setting["open_eof_split"] and setting["open_length_check"]:
-        raise SettingError("open_eof_split and open_length_check cannot both be on")
-
-
 def table():
     """The settings as a Markdown table (the docs are generated from this)."""
     rows = ["| setting | default | type | meaning |", "|---|---|---|---|"]
