@@ -19,13 +19,13 @@ queued output is dropped and the client sees ECONNRESET.
 Run the client against the "naive" server to see the failure gswoole avoids:
 it reads a truncated reply and ends with ECONNRESET.
 """
+import os
 import socket
 import sys
 import threading
 import time
 
 REPLY_SIZE = 4 * 1024 * 1024
-LINGER = float(__import__("os").environ.get("LINGER", "3"))
 REPLY = bytes(range(256)) * (REPLY_SIZE // 256)
 
 
@@ -35,7 +35,7 @@ def serve(port):
     server = gswoole.Server("127.0.0.1", port)
     # One send() of 4 MiB must fit in the connection's output buffer (default
     # 2 MiB); otherwise send() returns False with error 1203.
-    server.set(worker_num=2, buffer_output_size=8 * 1024 * 1024, linger_time=LINGER)
+    server.set(worker_num=2, buffer_output_size=8 * 1024 * 1024, linger_time=3.0)
 
     def on_receive(server, fd, reactor_id, data):
         session = server.session(fd)
@@ -65,7 +65,7 @@ def serve_naive(port):
     """What many hand-written servers do: sendall(), then close() at once."""
     listener = socket.create_server(("127.0.0.1", port))
     print("naive server listening on 127.0.0.1:%d (pid %d); Ctrl-C to stop"
-          % (port, __import__("os").getpid()), flush=True)
+          % (listener.getsockname()[1], os.getpid()), flush=True)
     while True:
         conn, _ = listener.accept()
         conn.recv(65536)
@@ -109,7 +109,8 @@ def fetch(port, first=b"GET the big thing\n", keep_sending=True):
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        sender.join(5) if keep_sending else None
+        if keep_sending:
+            sender.join(5)
         sock.close()
     return bytes(received), ended
 
