@@ -44,7 +44,8 @@ def _unpatched(module, name, default):
 class WorkerContext:
     """What a forked worker needs from the master."""
 
-    def __init__(self, setting, callbacks, listeners, shared, master_pid, ctl_write):
+    def __init__(self, setting, callbacks, listeners, shared, master_pid, ctl_write, slot):
+        self.slot = slot                 # this process's index in the shared process table
         self.setting = setting
         self.callbacks = callbacks
         self.listeners = listeners
@@ -60,11 +61,12 @@ class WorkerContext:
 
 
 class _Proc:
-    __slots__ = ("worker_id", "pid", "started", "retiring", "kill_at")
+    __slots__ = ("worker_id", "pid", "slot", "started", "retiring", "kill_at")
 
-    def __init__(self, worker_id, pid):
+    def __init__(self, worker_id, pid, slot):
         self.worker_id = worker_id
         self.pid = pid
+        self.slot = slot
         self.started = time.monotonic()
         self.retiring = False
         self.kill_at = None
@@ -242,17 +244,15 @@ class Arbiter:
 
     def spawn(self, worker_id):
         self.respawn_at.pop(worker_id, None)
+        slot = self.shared.alloc_slot(0, worker_id, int(time.time()))
         context = WorkerContext(self.setting, self.callbacks, self.listeners, self.shared,
-                                self.pid, self.ctl_w)
+                                self.pid, self.ctl_w, slot)
         pid = posix.fork()
         if pid == 0:
             self._become_worker(worker_id, context)   # never returns
-        proc = _Proc(worker_id, pid)
-        self.procs[pid] = proc
+        self.shared.set(slot, "pid", pid)
+        self.procs[pid] = _Proc(worker_id, pid, slot)
         self.slots[worker_id] = pid
-        self.shared.write_slot(worker_id, pid=pid, start_time=int(time.time()),
-                               accept_count=0, close_count=0, connection_num=0,
-                               request_count=0, task_count=0)
         return pid
 
     def _become_worker(self, worker_id, context):
@@ -333,8 +333,8 @@ class Arbiter:
         code = os.waitstatus_to_exitcode(status)
         exit_code, signum = (code, 0) if code >= 0 else (0, -code)
         worker_id = proc.worker_id
-        if self.shared.read_slot(worker_id)["pid"] == proc.pid:
-            self.shared.clear_slot(worker_id)
+        task = self.shared.read_slot(proc.slot)
+        self.shared.free_slot(proc.slot)
         if exit_code or signum:
             how = "was killed by %s" % signal.Signals(signum).name if signum \
                 else "exited with code %d" % exit_code

@@ -66,6 +66,7 @@ class Reactor:
         self.loop = self.hub.loop
         self.listeners = listeners
         self.shared = shared
+        self.pid = os.getpid()
         self.conns = {}
         self._closing = set()        # released connections whose sockets are still open
         self._ready = deque()        # connections with events and no runner yet
@@ -160,7 +161,7 @@ class Reactor:
             sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
         fd = self._fd_next
         if fd == self._fd_end:
-            fd, self._fd_end = self.shared.reserve_ids()
+            fd, self._fd_end = self.shared.reserve_ids(self.pid)
             self._my_blocks.add(fd)
         self._fd_next = fd + 1
         conn = Connection(fd, sock, fileno, listener, addr, self.clock)

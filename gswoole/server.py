@@ -244,32 +244,43 @@ class Server:
                 self._not_in_worker("stop")
             self._worker.retire()
             return True
-        slot = self._shared.read_slot(worker_id) if self._shared else None
-        if not slot or not slot["pid"]:
-            return False
-        os.kill(slot["pid"], signal.SIGUSR1)
-        return True
+        for slot in self._live_slots():
+            if slot["worker_id"] == worker_id and not slot["retiring"]:
+                os.kill(slot["pid"], signal.SIGUSR1)
+                return True
+        return False
+
+    def _live_slots(self):
+        if self._shared is None:
+            raise ServerStateError("this needs a running server")
+        if self._worker is not None:
+            self._worker.publish()
+        return self._shared.live_slots()
 
     def stats(self):
         """Server-wide figures (other workers' are at most a second old)."""
-        if self._shared is None:
-            raise ServerStateError("stats() needs a running server")
-        if self._worker is not None:
-            self._worker.publish()
-        total = self.setting["worker_num"] + self.setting["task_worker_num"]
-        slots = self._shared.slots(max(total, self.worker_id + 1) + 64)
-        starts = [s["start_time"] for s in slots.values() if s["start_time"]]
+        slots = self._live_slots()
+        worker_num = self.setting["worker_num"]
+        events = [s for s in slots if s["worker_id"] < worker_num]
+        tasks = [s for s in slots if s["worker_id"] >= worker_num]
+        sent, taken = self._shared.retired_task_totals()
+        sent += sum(s["tasks_sent"] for s in slots)
+        taken += sum(s["tasks_taken"] for s in slots)
+        tasking = sum(1 for s in tasks if s["task_src_pid"])
         result = {
-            "start_time": min(starts) if starts else int(time.time()),
-            "connection_num": sum(s["connection_num"] for s in slots.values()),
-            "accept_count": sum(s["accept_count"] for s in slots.values()),
-            "close_count": sum(s["close_count"] for s in slots.values()),
-            "request_count": sum(s["request_count"] for s in slots.values()),
-            "worker_num": sum(1 for w in slots if w < self.setting["worker_num"]),
-            "task_worker_num": sum(1 for w in slots if w >= self.setting["worker_num"]),
-            "workers": {w: {"pid": s["pid"], "request_count": s["request_count"],
-                            "connection_num": s["connection_num"]}
-                        for w, s in slots.items()},
+            "start_time": min((s["start_time"] for s in slots), default=int(time.time())),
+            "connection_num": sum(s["connection_num"] for s in events),
+            "accept_count": sum(s["accept_count"] for s in events),
+            "close_count": sum(s["close_count"] for s in events),
+            "request_count": sum(s["request_count"] for s in events),
+            "worker_num": sum(1 for s in events if not s["retiring"]),
+            "task_worker_num": sum(1 for s in tasks if not s["retiring"]),
+            "tasking_num": tasking,
+            "task_queue_num": max(0, sent - taken),
+            "workers": {s["worker_id"]: {"pid": s["pid"], "request_count": s["request_count"],
+                                         "connection_num": s["connection_num"],
+                                         "task_count": s["tasks_taken"]}
+                        for s in slots if not s["retiring"]},
         }
         if self._worker is not None:
             result["worker_request_count"] = self._worker.reactor.request_count

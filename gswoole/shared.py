@@ -4,9 +4,15 @@ mapping created by the master before it forks.
 * The session-id counter. ``fd`` must be unique across workers and never
   reused, so workers reserve ids in blocks from one counter. The counter is
   guarded by a POSIX record lock (``lockf``): the kernel drops it when its
-  holder dies, so a SIGKILLed worker cannot wedge the others.
-* The worker table: one slot per worker id with its pid and the counters that
-  ``stats()`` adds up. Workers publish their own slot; nobody else writes it.
+  holder dies, so a SIGKILLed worker cannot wedge the others. Each block's
+  owner (pid) goes into a table, which is how a call for an fd of another
+  worker finds that worker.
+* The process table: one slot per live worker *process* (not per worker id:
+  while a worker drains for a reload, it and its replacement share the id but
+  not the slot). The master hands slots out at fork and takes them back at
+  reap; each process is the only writer of its own slot. Counters of dead
+  processes are folded into totals in the header, so sums stay right across
+  respawns.
 """
 
 import fcntl
@@ -15,52 +21,99 @@ import struct
 import tempfile
 
 ID_BLOCK = 64
-MAX_SLOTS = 2048
-SLOT_FIELDS = ("pid", "start_time", "accept_count", "close_count", "connection_num",
-               "request_count", "task_count")
+MAX_SLOTS = 4096
+OWNER_ENTRIES = 1 << 16
+
+SLOT_FIELDS = ("pid", "worker_id", "start_time", "retiring", "accept_count", "close_count",
+               "connection_num", "request_count", "tasks_sent", "tasks_taken",
+               "task_src_pid", "task_src_worker", "task_id")
+_FIELD = {name: i * 8 for i, name in enumerate(SLOT_FIELDS)}
 _SLOT = struct.Struct("q" * len(SLOT_FIELDS))
-_HEADER = struct.Struct("q")  # next session id
+_Q = struct.Struct("q")
+_OWNER = struct.Struct("qq")       # block start, owner pid
+# header: next session id, tasks sent by dead processes, tasks taken by dead processes
+_HEADER = struct.Struct("qqq")
+_OWNERS_AT = _HEADER.size
+_SLOTS_AT = _OWNERS_AT + _OWNER.size * OWNER_ENTRIES
 
 
 class SharedState:
     def __init__(self):
-        self._map = mmap.mmap(-1, _HEADER.size + _SLOT.size * MAX_SLOTS)
-        _HEADER.pack_into(self._map, 0, 1)
+        self._map = mmap.mmap(-1, _SLOTS_AT + _SLOT.size * MAX_SLOTS)
+        _HEADER.pack_into(self._map, 0, 1, 0, 0)
         self._lock_file = tempfile.TemporaryFile(prefix="gswoole-ids-")
+        self._free = list(range(MAX_SLOTS - 1, -1, -1))   # master-only bookkeeping
 
-    def reserve_ids(self):
-        """Reserve the next block of session ids: returns ``(first, end)``."""
+    # -- session ids -------------------------------------------------------
+
+    def reserve_ids(self, pid):
+        """Reserve the next block of session ids for ``pid``: returns ``(first, end)``."""
         fd = self._lock_file.fileno()
         fcntl.lockf(fd, fcntl.LOCK_EX)
         try:
-            (first,) = _HEADER.unpack_from(self._map, 0)
-            _HEADER.pack_into(self._map, 0, first + ID_BLOCK)
+            (first,) = _Q.unpack_from(self._map, 0)
+            _Q.pack_into(self._map, 0, first + ID_BLOCK)
         finally:
             fcntl.lockf(fd, fcntl.LOCK_UN)
+        _OWNER.pack_into(self._map, self._owner_offset(first), first, pid)
         return first, first + ID_BLOCK
 
-    def _offset(self, worker_id):
-        if not 0 <= worker_id < MAX_SLOTS:
-            raise ValueError("worker id %d out of range" % worker_id)
-        return _HEADER.size + _SLOT.size * worker_id
+    def _owner_offset(self, first):
+        return _OWNERS_AT + _OWNER.size * ((first // ID_BLOCK) % OWNER_ENTRIES)
 
-    def write_slot(self, worker_id, **fields):
-        offset = self._offset(worker_id)
-        values = dict(zip(SLOT_FIELDS, _SLOT.unpack_from(self._map, offset)))
-        values.update(fields)
-        _SLOT.pack_into(self._map, offset, *(values[name] for name in SLOT_FIELDS))
+    def owner_of(self, fd):
+        """The pid that accepted session ``fd``, or 0 if unknown."""
+        if not isinstance(fd, int) or fd <= 0:
+            return 0
+        first = fd - (fd - 1) % ID_BLOCK
+        start, pid = _OWNER.unpack_from(self._map, self._owner_offset(first))
+        return pid if start == first else 0
 
-    def clear_slot(self, worker_id):
-        _SLOT.pack_into(self._map, self._offset(worker_id), *([0] * len(SLOT_FIELDS)))
+    # -- the process table (slots) ---------------------------------------
 
-    def read_slot(self, worker_id):
-        return dict(zip(SLOT_FIELDS, _SLOT.unpack_from(self._map, self._offset(worker_id))))
+    def alloc_slot(self, pid, worker_id, start_time):
+        """Master, at fork: a slot for the new process; returns its index."""
+        index = self._free.pop()
+        _SLOT.pack_into(self._map, self._slot_offset(index), *([0] * len(SLOT_FIELDS)))
+        self.set(index, "worker_id", worker_id)
+        self.set(index, "start_time", start_time)
+        self.set(index, "pid", pid)
+        return index
 
-    def slots(self, count):
-        """The first ``count`` slots that hold a live worker."""
-        found = {}
-        for worker_id in range(min(count, MAX_SLOTS)):
-            slot = self.read_slot(worker_id)
-            if slot["pid"]:
-                found[worker_id] = slot
+    def free_slot(self, index):
+        """Master, at reap: fold the dead process's task counters into the totals."""
+        slot = self.read_slot(index)
+        _, sent, taken = _HEADER.unpack_from(self._map, 0)
+        _Q.pack_into(self._map, 8, sent + slot["tasks_sent"])
+        _Q.pack_into(self._map, 16, taken + slot["tasks_taken"])
+        _SLOT.pack_into(self._map, self._slot_offset(index), *([0] * len(SLOT_FIELDS)))
+        self._free.append(index)
+
+    def _slot_offset(self, index):
+        return _SLOTS_AT + _SLOT.size * index
+
+    def set(self, index, field, value):
+        _Q.pack_into(self._map, self._slot_offset(index) + _FIELD[field], value)
+
+    def get(self, index, field):
+        return _Q.unpack_from(self._map, self._slot_offset(index) + _FIELD[field])[0]
+
+    def write_slot(self, index, **fields):
+        base = self._slot_offset(index)
+        for field, value in fields.items():
+            _Q.pack_into(self._map, base + _FIELD[field], value)
+
+    def read_slot(self, index):
+        return dict(zip(SLOT_FIELDS, _SLOT.unpack_from(self._map, self._slot_offset(index))))
+
+    def live_slots(self):
+        """Every live process's slot (dicts), master excluded."""
+        found = []
+        for index in range(MAX_SLOTS):
+            if _Q.unpack_from(self._map, self._slot_offset(index))[0]:
+                found.append(self.read_slot(index))
         return found
+
+    def retired_task_totals(self):
+        _, sent, taken = _HEADER.unpack_from(self._map, 0)
+        return sent, taken

@@ -163,13 +163,11 @@ class Worker:
     # -- stats -----------------------------------------------------------
 
     def publish(self):
-        if self._retiring:
-            return  # our slot now belongs to the replacement
         r = self.reactor
         self.context.shared.write_slot(
-            self.worker_id, pid=self.pid, accept_count=r.accept_count,
-            close_count=r.close_count, connection_num=len(r.conns),
-            request_count=r.request_count)
+            self.context.slot, retiring=int(self._retiring or self._stop.is_set()),
+            accept_count=r.accept_count, close_count=r.close_count,
+            connection_num=len(r.conns), request_count=r.request_count)
 
 
 def run_worker(server, worker_id, context):
