@@ -31,6 +31,7 @@ def test_length_framing_delivers_whole_packets(serve):
     with srv.connect() as sock:
         _chunked_send(sock, stream, 1)
         assert recv_exactly(sock, len(stream)) == stream
+    srv.wait_line(r"^PACKET", count=len(bodies))
     sizes = [int(m.group(1)) for m in srv.matching(r"^PACKET (\d+)")]
     assert sizes == [4 + len(b) for b in bodies]
 
@@ -41,6 +42,7 @@ def test_eof_split_one_receive_per_line(serve):
     with srv.connect() as sock:
         _chunked_send(sock, b"".join(lines), 2)
         recv_exactly(sock, sum(map(len, lines)))
+    srv.wait_line(r"^PACKET", count=len(lines))
     assert [int(m.group(1)) for m in srv.matching(r"^PACKET (\d+)")] == [len(l) for l in lines]
 
 
