@@ -45,6 +45,31 @@ def _environ_key(name):
     return key
 
 
+class _EmptyInput(io.RawIOBase):
+    """``wsgi.input`` of a request without a body: shared, stateless, read-only."""
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        return 0
+
+    def read(self, size=-1):
+        return b""
+
+    def readline(self, size=-1):
+        return b""
+
+    def readlines(self, hint=-1):
+        return []
+
+    def __iter__(self):
+        return iter(())
+
+
+_EMPTY_INPUT = _EmptyInput()
+
+
 class FileWrapper:
     """``wsgi.file_wrapper``: lets the server send a file with os.sendfile."""
 
@@ -98,9 +123,11 @@ class _WsgiProtocol(_HttpProtocol):
         else:
             env["REMOTE_ADDR"] = remote or ""
         body = parsed.body
-        env["wsgi.input"] = io.BytesIO(body)
         if body:
+            env["wsgi.input"] = io.BytesIO(body)
             env["CONTENT_LENGTH"] = str(len(body))
+        else:
+            env["wsgi.input"] = _EMPTY_INPUT
         for name, value in parsed.headers:
             key = _environ_key(name)
             if key:
@@ -113,7 +140,9 @@ class _WsgiProtocol(_HttpProtocol):
     def handle_request(self, fd, parsed):
         conn = self.reactor.conns[fd]
         env = self.environ(parsed, conn)
-        exchange = _Exchange(self, fd, parsed)
+        exchange = _Exchange(self, fd, parsed, parsed.keep_alive and not self.reactor.stopping)
+        if self.access:
+            exchange.started = time.time()
         try:
             result = self.app(env, exchange.start_response)
         except Exception:
@@ -161,22 +190,21 @@ class _WsgiProtocol(_HttpProtocol):
 class _Exchange:
     """One request/response of a WSGI app: start_response, write, finish."""
 
-    __slots__ = ("protocol", "fd", "parsed", "status", "headers", "head_sent", "chunked",
-                 "length", "keep", "sent", "done", "started")
+    # Class-level defaults: each request sets only what differs.
+    status = None
+    headers = None
+    head_sent = False
+    chunked = False
+    length = None
+    sent = 0
+    done = False
+    started = 0.0
 
-    def __init__(self, protocol, fd, parsed):
+    def __init__(self, protocol, fd, parsed, keep):
         self.protocol = protocol
         self.fd = fd
         self.parsed = parsed
-        self.status = None
-        self.headers = None
-        self.head_sent = False
-        self.chunked = False
-        self.length = None
-        self.keep = parsed.keep_alive and not protocol.reactor.stopping
-        self.sent = 0
-        self.done = False
-        self.started = time.time()
+        self.keep = keep
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info is not None:
@@ -187,43 +215,42 @@ class _Exchange:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response() called twice without exc_info")
-        if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit():
+        if status.__class__ is not str or len(status) < 4 or not status[:3].isdigit():
             raise ValueError("WSGI status must look like '200 OK', got %r" % (status,))
         self.status = status
         self.headers = headers
         return self.write
 
     def _head(self, body_length):
-        if self.status is None:
+        status = self.status
+        if status is None:
             raise AssertionError("the WSGI app returned without calling start_response()")
         headers = self.headers
         for name, value in headers:
-            if name.lower() == "content-length":
+            if len(name) == 14 and name.lower() == "content-length":
                 self.length = int(value)
-        parsed = self.parsed
-        extra = []
-        code = int(self.status[:3])
-        bodyless = code in (204, 304) or code < 200
-        if self.length is None and not bodyless:
+        version = self.parsed.version
+        extra = ""
+        if self.length is None and not (status[0] == "1" or status[:3] in ("204", "304")):
             if body_length is not None:
                 self.length = body_length
-                extra.append(("Content-Length", body_length))
-            elif parsed.version >= (1, 1):
+                extra = "Content-Length: %d\r\n" % body_length
+            elif version >= (1, 1):
                 self.chunked = True
-                extra.append(("Transfer-Encoding", "chunked"))
+                extra = "Transfer-Encoding: chunked\r\n"
             else:
                 self.keep = False   # the close marks the end of the body
         if not self.keep:
-            extra.append(("Connection", "close"))
-        elif parsed.version < (1, 1):
-            extra.append(("Connection", "keep-alive"))
+            extra += "Connection: close\r\n"
+        elif version < (1, 1):
+            extra += "Connection: keep-alive\r\n"
         self.head_sent = True
         return b"".join((
-            b"HTTP/1.1 " if parsed.version >= (1, 1) else b"HTTP/1.0 ",
-            self.status.encode("latin-1"), b"\r\n",
+            b"HTTP/1.1 " if version >= (1, 1) else b"HTTP/1.0 ",
+            status.encode("latin-1"), b"\r\n",
             self.protocol.date(),
             encode_headers(headers),
-            encode_headers(extra) if extra else b"",
+            extra.encode("latin-1"),
             b"\r\n"))
 
     def write(self, data):
@@ -238,7 +265,7 @@ class _Exchange:
             self.protocol.send(self.fd, out)
 
     def finish(self, data):
-        if not isinstance(data, bytes):
+        if data.__class__ is not bytes and not isinstance(data, bytes):
             raise TypeError("WSGI body pieces must be bytes, got %s" % type(data).__name__)
         if not self.head_sent:
             out = self._head(len(data))

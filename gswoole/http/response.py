@@ -37,15 +37,13 @@ def date_header(clock):
 
 
 def encode_headers(headers):
-    """[(name, value), ...] -> b'Name: value\\r\\n...', rejecting header injection."""
-    out = []
-    for name, value in headers:
-        if not isinstance(value, str):
-            value = str(value)
-        if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-            raise ValueError("header %r contains a line break" % name)
-        out.append("%s: %s\r\n" % (name, value))
-    return "".join(out).encode("latin-1")
+    """[(name, value), ...] -> b'Name: value\r\n...', rejecting header injection."""
+    text = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    # Exactly one CR and one LF per header, or a name/value smuggled a line break.
+    if text.count("\n") != len(headers) or text.count("\r") != len(headers):
+        bad = [name for name, value in headers if "\r" in f"{name}{value}" or "\n" in f"{name}{value}"]
+        raise ValueError("header %r contains a line break" % (bad[0] if bad else headers,))
+    return text.encode("latin-1")
 
 
 def chunk(data):
