@@ -7,6 +7,7 @@ Importing gswoole patches nothing and starts no event loop; see
 __version__ = "0.1.0"
 
 from . import errors
+from .client import AsyncClient, Client
 from .errors import (CallbackError, EventLoopError, GSwooleError, ServerStateError,
                      SettingError, TaskError)
 from .process import patch_all, per_process
@@ -16,7 +17,8 @@ from .sockets import (SOCK_TCP, SOCK_TCP6, SOCK_UDP, SOCK_UDP6, SOCK_UNIX_DGRAM,
 from .timers import Timer
 
 __all__ = [
-    "__version__", "errors", "Server", "Timer", "per_process", "patch_all",
+    "__version__", "errors", "Server", "Timer", "per_process", "patch_all", "Client",
+    "AsyncClient",
     "SOCK_TCP", "SOCK_TCP6", "SOCK_UDP", "SOCK_UDP6", "SOCK_UNIX_STREAM", "SOCK_UNIX_DGRAM",
     "GSwooleError", "EventLoopError", "TaskError", "SettingError", "CallbackError",
     "ServerStateError",

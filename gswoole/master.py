@@ -23,6 +23,7 @@ import sys
 import time
 
 from . import proctitle
+from .channels import Channels
 
 log = logging.getLogger("gswoole")
 
@@ -44,8 +45,10 @@ def _unpatched(module, name, default):
 class WorkerContext:
     """What a forked worker needs from the master."""
 
-    def __init__(self, setting, callbacks, listeners, shared, master_pid, ctl_write, slot):
+    def __init__(self, setting, callbacks, listeners, shared, master_pid, ctl_write, slot,
+                 channels):
         self.slot = slot                 # this process's index in the shared process table
+        self.channels = channels         # socketpairs to the other workers (channels.py)
         self.setting = setting
         self.callbacks = callbacks
         self.listeners = listeners
@@ -73,8 +76,10 @@ class _Proc:
 
 
 class Arbiter:
-    def __init__(self, server, setting, callbacks, listeners, shared, run_worker):
+    def __init__(self, server, setting, callbacks, listeners, shared, run_worker,
+                 run_task_worker):
         self.server = server
+        self.run_task_worker = run_task_worker
         self.setting = setting
         self.callbacks = callbacks
         self.listeners = listeners
@@ -100,8 +105,9 @@ class Arbiter:
     def run(self):
         self.pid = os.getpid()
         self._setup_pipes_and_signals()
+        self.channels = Channels(self.worker_num, self.setting["task_worker_num"])
         try:
-            for worker_id in range(self.worker_num):
+            for worker_id in range(self._total_workers()):
                 self.spawn(worker_id)
             self._call("start", self.server)
             while not (self.stopping and not self.procs):
@@ -113,6 +119,7 @@ class Arbiter:
             self._call("shutdown", self.server)
         finally:
             self._restore_signals()
+            self.channels.close()
 
     def _setup_pipes_and_signals(self):
         self.sig_r, self.sig_w = os.pipe()
@@ -206,6 +213,7 @@ class Arbiter:
             return
         self.worker_num += 1
         log.info("TTIN: worker_num is now %d", self.worker_num)
+        self.channels.add_worker(self.worker_num - 1)
         self.spawn(self.worker_num - 1)
 
     def handle_ttou(self):
@@ -246,7 +254,7 @@ class Arbiter:
         self.respawn_at.pop(worker_id, None)
         slot = self.shared.alloc_slot(0, worker_id, int(time.time()))
         context = WorkerContext(self.setting, self.callbacks, self.listeners, self.shared,
-                                self.pid, self.ctl_w, slot)
+                                self.pid, self.ctl_w, slot, self.channels)
         pid = posix.fork()
         if pid == 0:
             self._become_worker(worker_id, context)   # never returns
@@ -262,9 +270,12 @@ class Arbiter:
                 os.close(fd)
             from .worker import reset_signals_after_fork
             reset_signals_after_fork()
-            proctitle.set_title(self.setting["process_name"], "worker process #%d" % worker_id)
+            is_task = worker_id >= self.worker_num
+            proctitle.set_title(self.setting["process_name"], "%s process #%d" % (
+                "task worker" if is_task else "worker", worker_id))
             proctitle.drop_privileges(self.setting["user"], self.setting["group"])
-            self.run_worker(self.server, worker_id, context)
+            run = self.run_task_worker if is_task else self.run_worker
+            run(self.server, worker_id, context)
         except BaseException:
             log.exception("worker #%d failed to boot", worker_id)
         finally:
@@ -333,12 +344,14 @@ class Arbiter:
         code = os.waitstatus_to_exitcode(status)
         exit_code, signum = (code, 0) if code >= 0 else (0, -code)
         worker_id = proc.worker_id
-        task = self.shared.read_slot(proc.slot)
+        slot = self.shared.read_slot(proc.slot)
         self.shared.free_slot(proc.slot)
         if exit_code or signum:
             how = "was killed by %s" % signal.Signals(signum).name if signum \
                 else "exited with code %d" % exit_code
             log.error("worker #%d (pid %d) %s", worker_id, proc.pid, how)
+            if slot["task_src_pid"]:
+                self._fail_task(slot, worker_id, how)
             self._call("workererror", self.server, worker_id, proc.pid, exit_code, signum)
         if self.reload_waiting and self.reload_waiting[0] == proc.pid:
             self._finish_reload_step()
@@ -359,6 +372,18 @@ class Arbiter:
             log.warning("worker #%d keeps dying at start; respawning in %.1f s",
                         worker_id, delay)
         self.respawn_at[worker_id] = time.monotonic() + delay
+
+    def _fail_task(self, slot, worker_id, how):
+        """A task worker died mid-task: tell the sender now, not at its timeout."""
+        from . import ipc
+        message = "task worker #%d %s while running task %d" % (worker_id, how, slot["task_id"])
+        pair = self.channels.worker_inboxes.get(slot["task_src_worker"])
+        if pair is None:
+            return
+        datagram, memfd = ipc.encode(ipc.ERROR, worker_id, self.pid, slot["task_id"],
+                                     (message, ""), slot["task_src_pid"],
+                                     slot["task_src_worker"])
+        ipc.send_blocking(pair[0], datagram, memfd, timeout=0.5, select_fn=self._select)
 
     def _manage(self):
         now = time.monotonic()

@@ -7,7 +7,6 @@ first use and made again in a forked child.
 """
 
 import os
-import threading
 
 
 class per_process:
@@ -21,11 +20,20 @@ class per_process:
         self._factory = factory
         self._pid = None
         self._value = None
-        self._lock = threading.Lock()
+        self._lock = None
+        self._lock_pid = None
 
     def __call__(self):
         pid = os.getpid()
         if self._pid != pid:
+            # A greenlet lock, made per process: a factory that waits on I/O
+            # (any network connect) lets other greenlets run, and they must
+            # wait for it rather than block the hub (a threading.Lock would)
+            # or create a second resource.
+            if self._lock_pid != pid:
+                from gevent.lock import RLock
+                self._lock = RLock()
+                self._lock_pid = pid
             with self._lock:
                 if self._pid != pid:
                     # A copy inherited from the parent is dropped unclosed on

@@ -91,6 +91,7 @@ class Reactor:
         self._clock_timer.start(self._tick_clock)
         self._heartbeat = None
         self.sweepers = []           # called every second with the reactor (protocol timeouts)
+        self.route = None            # (pid, worker_id, op, *args) -> answer, for other workers' fds
         self.stop_hooks = []         # called once when a graceful stop begins
 
     # -- accepting -----------------------------------------------------------
@@ -161,7 +162,7 @@ class Reactor:
             sock.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
         fd = self._fd_next
         if fd == self._fd_end:
-            fd, self._fd_end = self.shared.reserve_ids(self.pid)
+            fd, self._fd_end = self.shared.reserve_ids(self.pid, self.worker_id)
             self._my_blocks.add(fd)
         self._fd_next = fd + 1
         conn = Connection(fd, sock, fileno, listener, addr, self.clock)
@@ -324,6 +325,8 @@ class Reactor:
     def send(self, fd, data):
         conn = self.conns.get(fd)
         if conn is None or conn.state != OPEN:
+            if conn is None and self.route is not None:
+                return self._routed(fd, "send", fd, data)
             return self._fail(fd, conn)
         if data.__class__ is not bytes:
             data = _as_bytes(data)
@@ -346,6 +349,13 @@ class Reactor:
             conn.queue_output(memoryview(data)[sent:] if sent else data)
             self._start_writer(conn)
         return True
+
+    def _routed(self, fd, op, *args, default=False):
+        """Run ``op`` in the worker that owns ``fd`` (another process), if any."""
+        pid, worker_id = self.shared.owner_of(fd)
+        if not pid or pid == self.pid or getcurrent() is self.hub:
+            return self._fail(fd, None) if default is False else default
+        return self.route(pid, worker_id, op, *args)
 
     def _fail(self, fd, conn):
         if conn is not None:
@@ -460,6 +470,8 @@ class Reactor:
     def close(self, fd, reset=False):
         conn = self.conns.get(fd)
         if conn is None or conn.state != OPEN:
+            if conn is None and self.route is not None:
+                return self._routed(fd, "close", fd, reset)
             return self._fail(fd, conn)
         conn.state = CLOSING
         conn.drop_pending_receives()
@@ -540,11 +552,15 @@ class Reactor:
 
     def exist(self, fd):
         conn = self.conns.get(fd)
+        if conn is None and self.route is not None:
+            return self._routed(fd, "exist", fd, default=False) is True
         return conn is not None and conn.state == OPEN
 
     def get_client_info(self, fd):
         conn = self.conns.get(fd)
         if conn is None:
+            if self.route is not None:
+                return self._routed(fd, "get_client_info", fd, default=None) or None
             return None
         return conn.client_info(self.worker_id, conn.listener.port)
 

@@ -21,6 +21,7 @@ from .proctitle import set_title
 from .shared import SharedState
 from .sockets import SOCK_TCP, STREAM_TYPES, Listener
 from .timers import Timer
+from .task_worker import run_task_worker
 from .worker import run_worker
 
 log = logging.getLogger("gswoole")
@@ -39,6 +40,9 @@ def check_event_loop():
         if hub is not None and hub.loop.activecnt > 0:
             live.append("a gevent loop with %d active watcher(s) or pending greenlet(s)"
                         % hub.loop.activecnt)
+    from .client import live_async_clients
+    if live_async_clients():
+        live.append("%d AsyncClient(s)" % live_async_clients())
     if live:
         raise EventLoopError(
             "cannot create a Server: this process already runs async I/O (%s). Forking a "
@@ -65,6 +69,7 @@ class Server:
         self._callbacks = {}
         self._started = False
         self._worker = None
+        self._task_worker = None
         self._shared = None
 
     # -- configuration (master, before start) -------------------------
@@ -115,8 +120,10 @@ class Server:
             raise SettingError(str(exc)) from None
         for listener in self._listeners:
             listener.splitter_factory = splitter_factory
-        if self.setting["task_worker_num"]:
-            raise ServerStateError("task_worker_num: task workers are not supported yet")
+        if self.setting["task_worker_num"] and "task" not in self._callbacks:
+            raise ServerStateError("task_worker_num is %d but there is no 'task' callback: "
+                                   "server.on('task', fn(server, task_id, src_worker_id, data))"
+                                   % self.setting["task_worker_num"])
 
     def _requires_receive(self):
         return True
@@ -127,6 +134,7 @@ class Server:
         """Fork the workers and supervise them; returns after shutdown."""
         if self._started:
             raise ServerStateError("start() was already called")
+        check_event_loop()   # again: something may have started since Server(...)
         self._check_startable()
         self._started = True
         setting = self.setting
@@ -144,10 +152,12 @@ class Server:
         log.info("gswoole master %d listening on %s with %d worker(s)", self.master_pid,
                  ", ".join(l.describe() for l in self._listeners), setting["worker_num"])
         arbiter = Arbiter(self, setting, self._callbacks, self._listeners, self._shared,
-                          run_worker)
+                          run_worker, run_task_worker)
+        Timer._in_master = True
         try:
             arbiter.run()
         finally:
+            Timer._in_master = False
             for listener in self._listeners:
                 listener.close()
             if pid_file:
@@ -162,6 +172,7 @@ class Server:
         Binding them as instance attributes keeps ``server.send`` one call
         deep on the hot path."""
         reactor = worker.reactor
+        mailbox = worker.mailbox
         self._worker = worker
         self.worker_id = worker.worker_id
         self.worker_pid = os.getpid()
@@ -169,8 +180,19 @@ class Server:
         self.close = reactor.close
         self.exist = reactor.exist
         self.get_client_info = reactor.get_client_info
-        self.get_client_list = reactor.get_client_list
         self.session = reactor.session
+        self.task = mailbox.task
+        self.taskwait = mailbox.taskwait
+        self.taskwait_multi = mailbox.taskwait_multi
+        self.send_message = mailbox.send_message
+
+    def _attach_task_worker(self, task_worker):
+        self._task_worker = task_worker
+        self.worker_id = task_worker.worker_id
+        self.worker_pid = os.getpid()
+        self.taskworker = True
+        self.finish = task_worker.finish
+        self.send_message = task_worker.send_message
 
     def _not_in_worker(self, name):
         raise ServerStateError("%s() works only inside a worker process (in a callback)"
@@ -191,7 +213,48 @@ class Server:
         self._not_in_worker("get_client_info")
 
     def get_client_list(self, start_fd=0, page_size=0):
-        self._not_in_worker("get_client_list")
+        """Open fds above ``start_fd`` across all event workers, ascending;
+        ``page_size`` 0 means all."""
+        if self._worker is None:
+            self._not_in_worker("get_client_list")
+        reactor = self._worker.reactor
+        fds = reactor.get_client_list(start_fd, 0)
+        for slot in self._live_slots():
+            if slot["worker_id"] < self.setting["worker_num"] and slot["pid"] != self.worker_pid:
+                found = self._worker.mailbox.call(slot["pid"], slot["worker_id"],
+                                                  "get_client_list", start_fd, 0)
+                if isinstance(found, list):
+                    fds.extend(found)
+        fds.sort()
+        return fds[:page_size] if page_size else fds
+
+    # -- tasks and messages ------------------------------------------------
+
+    def task(self, data, dst_worker_id=-1, callback=None):
+        """Queue ``data`` for a task worker; returns the task id, or False.
+        In a task worker it returns False (tasks do not nest)."""
+        if self.taskworker:
+            return False
+        self._not_in_worker("task")
+
+    def taskwait(self, data, timeout=0.5, dst_worker_id=-1):
+        """Run a task and wait (this greenlet only) for its result; False on timeout."""
+        if self.taskworker:
+            return False
+        self._not_in_worker("taskwait")
+
+    def taskwait_multi(self, tasks, timeout=0.5):
+        if self.taskworker:
+            return False
+        self._not_in_worker("taskwait_multi")
+
+    def finish(self, data):
+        """In a task worker: send ``data`` as the current task's result."""
+        raise ServerStateError("finish() works only in a task worker, inside the task callback")
+
+    def send_message(self, message, dst_worker_id):
+        """Deliver ``message`` to worker ``dst_worker_id``'s pipeMessage callback."""
+        self._not_in_worker("send_message")
 
     def session(self, fd):
         """A dict for per-connection state, freed after the close callback."""

@@ -30,7 +30,7 @@ SLOT_FIELDS = ("pid", "worker_id", "start_time", "retiring", "accept_count", "cl
 _FIELD = {name: i * 8 for i, name in enumerate(SLOT_FIELDS)}
 _SLOT = struct.Struct("q" * len(SLOT_FIELDS))
 _Q = struct.Struct("q")
-_OWNER = struct.Struct("qq")       # block start, owner pid
+_OWNER = struct.Struct("qqq")      # block start, owner pid, owner worker id
 # header: next session id, tasks sent by dead processes, tasks taken by dead processes
 _HEADER = struct.Struct("qqq")
 _OWNERS_AT = _HEADER.size
@@ -46,7 +46,7 @@ class SharedState:
 
     # -- session ids -------------------------------------------------------
 
-    def reserve_ids(self, pid):
+    def reserve_ids(self, pid, worker_id):
         """Reserve the next block of session ids for ``pid``: returns ``(first, end)``."""
         fd = self._lock_file.fileno()
         fcntl.lockf(fd, fcntl.LOCK_EX)
@@ -55,19 +55,19 @@ class SharedState:
             _Q.pack_into(self._map, 0, first + ID_BLOCK)
         finally:
             fcntl.lockf(fd, fcntl.LOCK_UN)
-        _OWNER.pack_into(self._map, self._owner_offset(first), first, pid)
+        _OWNER.pack_into(self._map, self._owner_offset(first), first, pid, worker_id)
         return first, first + ID_BLOCK
 
     def _owner_offset(self, first):
         return _OWNERS_AT + _OWNER.size * ((first // ID_BLOCK) % OWNER_ENTRIES)
 
     def owner_of(self, fd):
-        """The pid that accepted session ``fd``, or 0 if unknown."""
+        """(pid, worker id) of the process that accepted session ``fd``, or (0, -1)."""
         if not isinstance(fd, int) or fd <= 0:
-            return 0
+            return 0, -1
         first = fd - (fd - 1) % ID_BLOCK
-        start, pid = _OWNER.unpack_from(self._map, self._owner_offset(first))
-        return pid if start == first else 0
+        start, pid, worker_id = _OWNER.unpack_from(self._map, self._owner_offset(first))
+        return (pid, worker_id) if start == first else (0, -1)
 
     # -- the process table (slots) ---------------------------------------
 

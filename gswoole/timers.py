@@ -33,6 +33,7 @@ class _Timers:
     def __init__(self):
         self._watchers = {}
         self._ids = itertools.count(1)
+        self._in_master = False   # set while this process is a running master
 
     def tick(self, ms, callback, *args):
         """Call ``callback(timer_id, *args)`` every ``ms``; returns the timer id."""
@@ -70,8 +71,14 @@ class _Timers:
     def _reset_after_fork(self):
         # Watchers copied from the parent belong to its loop: forget them.
         self._watchers = {}
+        self._in_master = False
 
     def _add(self, ms, callback, args, repeat):
+        if self._in_master:
+            from .errors import EventLoopError
+            raise EventLoopError("timers cannot run in the master process: it runs no event "
+                                 "loop, and every worker forked later would inherit the "
+                                 "timer. Create timers in workerStart.")
         seconds = _interval(ms)
         if not callable(callback):
             raise TypeError("timer callback is not callable: %r" % (callback,))

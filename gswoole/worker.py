@@ -28,6 +28,7 @@ import gevent
 from gevent.event import Event
 
 from .reactor import Reactor
+from .tasks import Mailbox
 from .timers import Timer
 
 log = logging.getLogger("gswoole")
@@ -95,6 +96,8 @@ class Worker:
         self.reactor = Reactor(self.server, self.worker_id, self.setting, ctx.callbacks,
                                ctx.listeners, ctx.shared)
         self._set_request_limit()
+        self.mailbox = Mailbox(self.server, self.worker_id, ctx, self.reactor)
+        self.reactor.route = self.mailbox.call
         self.server._attach_worker(self)
         hub_loop = gevent.get_hub().loop
         for signum, handler in ((signal.SIGTERM, self.stop), (signal.SIGQUIT, self.stop_now),

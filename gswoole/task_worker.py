@@ -1,0 +1,191 @@
+"""What a task worker does after the master forks it: a plain loop.
+
+It waits (select, up to a second at a time so it notices a stop request or a
+dead master) on the shared task queue, its own inbox and its private inbox;
+runs one task at a time through the ``task`` callback; and sends the result
+to the inbox of the event worker that asked, addressed to that process's
+pid. While a task runs, its (sender pid, worker id, task id) is in this
+process's shared slot: if the task worker dies mid-task, the master reads it
+there and sends the sender a TaskError at once instead of letting it wait
+for a timeout.
+
+A graceful stop (SIGTERM, a reload, ``task_max_request``) finishes the task in
+hand and takes no new one; whatever is still queued stays in the kernel's
+socket buffers for the other task workers or the replacement.
+"""
+
+import logging
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import traceback
+
+from . import ipc
+from .timers import Timer
+from .worker import die_with_parent
+
+log = logging.getLogger("gswoole")
+
+
+class TaskWorker:
+    kind = "task worker"
+
+    def __init__(self, server, worker_id, context):
+        self.server = server
+        self.worker_id = worker_id
+        self.context = context
+        self.setting = context.setting
+        self.channels = context.channels
+        self.shared = context.shared
+        self.slot = context.slot
+        self.pid = os.getpid()
+        self.stopping = False
+        self.retiring = False
+        self.current = None        # the message of the task being run
+        self.finished = False      # finish() already sent its result
+        self.tasks_done = 0
+
+    def run(self):
+        code = 0
+        try:
+            code = self._run()
+        except BaseException:
+            log.exception("task worker #%d crashed", self.worker_id)
+            code = 1
+        finally:
+            logging.shutdown()
+            os._exit(code)
+
+    def _run(self):
+        die_with_parent()
+        random.seed()
+        Timer._reset_after_fork()
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGUSR1, lambda *_: self.retire())
+        signal.signal(signal.SIGQUIT, lambda *_: os._exit(0))
+        self.private = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.private.bind(ipc.inbox_address(self.context.master_pid, self.pid))
+        receivers = [self.private, self.channels.task_inboxes[self.worker_id][1]]
+        if self.channels.task_queue is not None:
+            receivers.append(self.channels.task_queue[1])
+        for sock in receivers:
+            sock.setblocking(False)
+        self.server._attach_task_worker(self)
+        self._call("workerstart", self.server, self.worker_id)
+        self.context.tell_master(b"R")
+        while not self.stopping:
+            try:
+                ready = select.select(receivers, [], [], 1.0)[0]
+            except InterruptedError:
+                continue
+            if os.getppid() != self.context.master_pid:
+                log.warning("task worker #%d: master is gone; stopping", self.worker_id)
+                break
+            for sock in ready:
+                if self.stopping:
+                    break
+                try:
+                    message = ipc.recv_message(sock)
+                except BlockingIOError:
+                    continue   # another task worker took it
+                except (OSError, ValueError) as exc:
+                    log.warning("task worker #%d: bad message dropped: %s", self.worker_id, exc)
+                    continue
+                self._handle(message)
+        self._call("workerstop", self.server, self.worker_id)
+        return 0
+
+    def stop(self):
+        self.stopping = True
+
+    def retire(self):
+        if not self.retiring:
+            self.retiring = True
+            self.context.tell_master(b"X")
+        self.stopping = True
+
+    def _call(self, event, *args):
+        callback = self.context.callbacks.get(event)
+        if callback is None:
+            return None
+        try:
+            callback(*args)
+        except BaseException:
+            log.exception("error in %s callback (task worker #%d)", event, self.worker_id)
+
+    # -- messages ----------------------------------------------------------
+
+    def _handle(self, message):
+        if message.kind == ipc.TASK:
+            self._run_task(message)
+        elif message.kind == ipc.MESSAGE:
+            callback = self.context.callbacks.get("pipemessage")
+            if callback is not None:
+                self._call("pipemessage", self.server, message.src_worker, message.value())
+
+    def _run_task(self, message):
+        shared, slot = self.shared, self.slot
+        self.tasks_done += 1
+        shared.write_slot(slot, task_src_pid=message.src_pid, task_src_worker=message.src_worker,
+                          task_id=message.id, tasks_taken=self.tasks_done)
+        self.current = message
+        self.finished = False
+        callback = self.context.callbacks["task"]
+        try:
+            result = callback(self.server, message.id, message.src_worker, message.value())
+        except BaseException as exc:
+            text = traceback.format_exc()
+            log.error("task %d from worker #%d raised in task worker #%d:\n%s", message.id,
+                      message.src_worker, self.worker_id, text)
+            self._reply(message, ipc.ERROR,
+                        ("task %d raised %s: %s" % (message.id, type(exc).__name__, exc), text))
+        else:
+            if result is not None and not self.finished:
+                self._reply(message, ipc.RESULT, result)
+        finally:
+            self.current = None
+            shared.write_slot(slot, task_src_pid=0, task_src_worker=0, task_id=0)
+        limit = self.setting["task_max_request"]
+        if limit and self.tasks_done >= limit:
+            log.info("task worker #%d retiring after %d tasks", self.worker_id, self.tasks_done)
+            self.retire()
+
+    def finish(self, data):
+        """Send ``data`` as the current task's result (once per task)."""
+        if self.current is None:
+            raise RuntimeError("finish() works only while a task runs (in the task callback)")
+        if self.finished:
+            log.warning("task worker #%d: finish() called again for task %d; ignored",
+                        self.worker_id, self.current.id)
+            return False
+        self.finished = True
+        return self._reply(self.current, ipc.RESULT, data)
+
+    def _reply(self, message, kind, obj):
+        pair = self.channels.worker_inboxes.get(message.src_worker)
+        sock = pair[0] if pair else None
+        address = None
+        if sock is None:
+            sock, address = self.private, ipc.inbox_address(self.context.master_pid,
+                                                            message.src_pid)
+        datagram, memfd = ipc.encode(kind, self.worker_id, self.pid, message.id, obj,
+                                     message.src_pid, message.src_worker)
+        return ipc.send_blocking(sock, datagram, memfd, address)
+
+    def send_message(self, message, dst_worker_id):
+        pair = self.channels.inbox_of(dst_worker_id)
+        if pair is None or dst_worker_id == self.worker_id:
+            raise ValueError("no other worker with id %r" % (dst_worker_id,))
+        datagram, memfd = ipc.encode(ipc.MESSAGE, self.worker_id, self.pid, 0, message,
+                                     0, dst_worker_id)
+        return ipc.send_blocking(pair[0], datagram, memfd)
+
+
+def run_task_worker(server, worker_id, context):
+    if "gevent" in sys.modules:
+        import gevent
+        gevent.reinit()
+    TaskWorker(server, worker_id, context).run()
