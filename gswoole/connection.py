@@ -31,8 +31,8 @@ IOV_MAX = 512
 class Connection:
     __slots__ = (
         "fd", "sock", "fileno", "listener", "remote", "connect_time", "last_time",
-        "events", "busy", "state", "eof", "paused", "splitter",
-        "reader", "writer", "out", "out_size", "drained", "linger_timer", "_session",
+        "events", "busy", "state", "eof", "paused", "throttled", "warned", "splitter",
+        "reader", "writer", "out", "out_size", "drained", "linger_timer", "unsent", "_session",
     )
 
     def __init__(self, fd, sock, fileno, listener, remote, now):
@@ -48,6 +48,8 @@ class Connection:
         self.state = OPEN
         self.eof = False         # the peer will send nothing more
         self.paused = False      # reading stopped until the event queue drains
+        self.throttled = False   # reading stopped until queued output drains
+        self.warned = False      # an overflow was logged for this connection
         self.splitter = None     # framing, when the port has it
         self.reader = None
         self.writer = None
@@ -55,6 +57,7 @@ class Connection:
         self.out_size = 0
         self.drained = None      # gevent Event for send_yield waiters
         self.linger_timer = None
+        self.unsent = 0          # kernel send queue at the last linger check
         self._session = None
 
     @property

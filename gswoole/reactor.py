@@ -24,10 +24,12 @@ watcher started only then.
 """
 
 import errno
+import fcntl
 import logging
 import os
 import socket as _stdsocket
 import struct
+import termios
 import time
 from _socket import socket as _rawsocket
 from collections import deque
@@ -85,6 +87,8 @@ class Reactor:
         self._my_blocks = set()
         self._accepting = []
         self._buffer_limit = setting["buffer_output_size"]
+        self._high_water = self._buffer_limit // 2
+        self._low_water = self._buffer_limit // 4
         self.stopping = False
         self._drained = Event()
         self._clock_timer = self.loop.timer(1.0, 1.0)
@@ -313,8 +317,13 @@ class Reactor:
                 if self.request_count == self.request_limit:
                     self.on_request_limit()
         conn.busy = False
-        if conn.paused and conn.state == OPEN and not conn.eof:
+        if conn.paused:
             conn.paused = False
+            self._resume_reading(conn)
+
+    def _resume_reading(self, conn):
+        if conn.state == OPEN and not (conn.eof or conn.paused or conn.throttled) \
+                and not conn.reader.active:
             conn.reader.start(self._on_read, conn)
 
     def _report(self, event, fd):
@@ -335,6 +344,8 @@ class Reactor:
             if conn.out_size + size > self._buffer_limit:
                 return self._overflow(conn, data)
             conn.queue_output(data)
+            if conn.out_size >= self._high_water:
+                self._throttle(conn)
             return True
         if size > self._buffer_limit:
             return self._overflow(conn, data)
@@ -348,7 +359,18 @@ class Reactor:
         if sent < size:
             conn.queue_output(memoryview(data)[sent:] if sent else data)
             self._start_writer(conn)
+            if conn.out_size >= self._high_water:
+                self._throttle(conn)
         return True
+
+    def _throttle(self, conn):
+        # Flow control: a peer that does not read its answers stops being
+        # read, so a request/response protocol (an echo) slows to the peer's
+        # pace instead of overflowing its output buffer. Reading resumes when
+        # the output is down to a quarter (see _on_writable).
+        if not conn.throttled:
+            conn.throttled = True
+            conn.reader.stop()
 
     def _routed(self, fd, op, *args, default=False):
         """Run ``op`` in the worker that owns ``fd`` (another process), if any."""
@@ -374,8 +396,17 @@ class Reactor:
     def _overflow(self, conn, data):
         size = len(data)
         if size > self._buffer_limit:
+            log.warning("worker #%d: send of %d bytes to fd %d refused: larger than "
+                        "buffer_output_size (%d)", self.worker_id, size, conn.fd,
+                        self._buffer_limit)
             return errors.set_last_error(errors.DATA_LENGTH_TOO_LARGE)
         if not self.setting["send_yield"] or getcurrent() is self.hub:
+            if not conn.warned:
+                conn.warned = True
+                log.warning("worker #%d: output buffer overflow on fd %d (%d bytes queued, "
+                            "buffer_output_size %d): send() returns False (1009); the data "
+                            "is not sent", self.worker_id, conn.fd, conn.out_size,
+                            self._buffer_limit)
             return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW)
         deadline = time.monotonic() + self.setting["send_timeout"]
         while conn.out_size + size > self._buffer_limit:
@@ -410,6 +441,9 @@ class Reactor:
                 self._on_eof(conn, broken=True)
         if conn.drained is not None and conn.out_size < self._buffer_limit:
             conn.drained.set()
+        if conn.throttled and conn.out_size <= self._low_water:
+            conn.throttled = False
+            self._resume_reading(conn)
         if done:
             conn.writer.stop()
             if conn.state == RELEASED:
@@ -521,13 +555,24 @@ class Reactor:
             return
         if not conn.reader.active:
             conn.reader.start(self._on_read, conn)
-        self._start_linger_timer(conn, self.setting["linger_time"])
+        conn.unsent = _unsent_bytes(conn.fileno)
+        self._start_linger_timer(conn, self.setting["linger_time"], self._linger_expired)
 
-    def _start_linger_timer(self, conn, seconds):
+    def _linger_expired(self, conn):
+        # The kernel may still hold part of the answer (a slow reader); an
+        # RST now would destroy it. Keep lingering while it keeps draining.
+        unsent = _unsent_bytes(conn.fileno) if conn.sock is not None else 0
+        if 0 < unsent < conn.unsent:
+            conn.unsent = unsent
+            self._start_linger_timer(conn, self.setting["linger_time"], self._linger_expired)
+        else:
+            self._destroy(conn)
+
+    def _start_linger_timer(self, conn, seconds, callback=None):
         if conn.linger_timer is not None:
             conn.linger_timer.stop()
         conn.linger_timer = self.loop.timer(seconds)
-        conn.linger_timer.start(self._destroy, conn)
+        conn.linger_timer.start(callback or self._destroy, conn)
 
     def _destroy(self, conn):
         self._closing.discard(conn)
@@ -629,6 +674,14 @@ class Reactor:
         for conn in list(self.conns.values()) + list(self._closing):
             self._close_socket(conn)
         self.stop_accepting()
+
+
+def _unsent_bytes(fileno):
+    """Bytes the kernel has not yet sent on a socket (SIOCOUTQ), 0 if unknown."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fileno, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
 
 
 def _as_bytes(data):

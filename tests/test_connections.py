@@ -361,3 +361,32 @@ def test_session_dict_and_client_info(serve):
             sock.sendall(b"x")
             reply = sock.recv(100).decode().split()
             assert reply == [str(n), "127.0.0.1", str(srv.port), "0"]
+
+
+def test_echo_to_a_peer_that_pauses_reading_loses_nothing(serve):
+    # Flow control: while the client does not read, the server stops reading
+    # it instead of overflowing the output buffer (which would drop data).
+    srv = serve(ECHO)
+    total = 32 * 1024 * 1024
+    sock = srv.connect()
+    received = []
+
+    def send_all():
+        sock.sendall(b"q" * total)
+
+    sender = threading.Thread(target=send_all)
+    sender.start()
+    wait_until(lambda: not sender.is_alive() or _send_queue_full(sock), timeout=10,
+               message="the client's sends to back up")
+    got = len(recv_exactly(sock, total, timeout=30))
+    sender.join(30)
+    sock.close()
+    assert got == total
+    assert not srv.matching(r"output buffer overflow", stream="err")
+
+
+def _send_queue_full(sock):
+    import fcntl
+    import termios
+    outq = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    return outq > 0
