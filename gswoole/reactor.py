@@ -58,9 +58,9 @@ class Reactor:
     """One worker's connections. Created in the worker after fork.
 
     ``server`` is passed through to callbacks untouched (it is the user's
-    facade object); ``callbacks`` maps event name to the resolved callable."""
+    facade object); each listener carries its port's callbacks and framing."""
 
-    def __init__(self, server, worker_id, setting, callbacks, listeners, shared):
+    def __init__(self, server, worker_id, setting, listeners, shared):
         self.server = server
         self.worker_id = worker_id
         self.setting = setting
@@ -74,9 +74,6 @@ class Reactor:
         self._ready = deque()        # connections with events and no runner yet
         self._kicked = False         # a _kick is scheduled for this loop iteration
         self._spare = []
-        self.on_connect = callbacks.get("connect")
-        self.on_receive = callbacks.get("receive")
-        self.on_close = callbacks.get("close")
         self.request_count = 0
         self.request_limit = 0       # set by the worker from max_request (+ grace)
         self.on_request_limit = None
@@ -86,6 +83,7 @@ class Reactor:
         self._fd_next = self._fd_end = 0
         self._my_blocks = set()
         self._accepting = []
+        self._datagram_queues = []
         self._buffer_limit = setting["buffer_output_size"]
         self._high_water = self._buffer_limit // 2
         self._low_water = self._buffer_limit // 4
@@ -105,6 +103,9 @@ class Reactor:
         shared_sockets = not self.setting["enable_reuse_port"]
         for listener in self.listeners:
             sock = listener.open_worker_socket(backlog)
+            if not listener.is_stream:
+                self._start_datagrams(listener, sock)
+                continue
             watcher = self.loop.io(sock.fileno(), 1)
             # Several workers sharing one socket all wake for each connection;
             # taking one per wake-up spreads connections across them instead of
@@ -117,6 +118,55 @@ class Reactor:
             idle = self.setting["heartbeat_idle_time"] or interval * 2
             self._heartbeat = self.loop.timer(interval, interval)
             self._heartbeat.start(self._check_heartbeat, idle)
+
+    def _start_datagrams(self, listener, sock):
+        # Every worker reads the shared datagram socket; the kernel gives each
+        # datagram to one of them. Packets of one worker run in order, through
+        # a connection-like queue that is never in the session table.
+        queue = Connection(0, sock, sock.fileno(), listener, None, self.clock)
+        queue.reader = watcher = self.loop.io(sock.fileno(), 1)
+        watcher.start(self._on_datagram, queue)
+        self._datagram_queues.append(queue)
+
+    def _on_datagram(self, queue):
+        recvfrom = queue.sock.recvfrom
+        events = queue.events
+        for _ in range(64):
+            try:
+                events.append(recvfrom(65536))
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                log.warning("worker #%d: recvfrom failed: %s", self.worker_id, exc)
+                break
+        if events:
+            if len(events) > MAX_QUEUED_EVENTS * 16:
+                queue.paused = True
+                queue.reader.stop()
+            self._schedule(queue)
+
+    def sendto(self, address, port, data):
+        """Send one datagram from the server's UDP (or unix datagram) socket."""
+        if data.__class__ is not bytes:
+            data = _as_bytes(data)
+        for queue in self._datagram_queues:
+            family = queue.listener.family
+            if family == _stdsocket.AF_UNIX:
+                target = address
+            elif (":" in address) != (family == _stdsocket.AF_INET6):
+                continue
+            else:
+                target = (address, port)
+            try:
+                queue.sock.sendto(data, target)
+                return True
+            except BlockingIOError:
+                return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW)
+            except OSError as exc:
+                log.warning("worker #%d: sendto %s failed: %s", self.worker_id, target, exc)
+                return errors.set_last_error(errors.SESSION_NOT_EXIST)
+        raise ValueError("sendto(%r): the server has no datagram socket of that family"
+                         % (address,))
 
     def stop_accepting(self):
         for watcher, listener, sock in self._accepting:
@@ -176,7 +226,7 @@ class Reactor:
             conn.splitter = listener.splitter_factory()
         conn.reader = reader = self.loop.io(fileno, 1)
         reader.start(self._on_read, conn)
-        if self.on_connect is not None:
+        if listener.on_connect is not None:
             conn.events.append(CONNECT)
             self._schedule(conn)
 
@@ -287,19 +337,20 @@ class Reactor:
         server = self.server
         worker_id = self.worker_id
         fd = conn.fd
-        on_receive = self.on_receive
+        listener = conn.listener
+        on_receive = listener.on_receive
         while events:
             event = events.popleft()
             if event is CONNECT:
                 try:
-                    self.on_connect(server, fd, worker_id)
+                    listener.on_connect(server, fd, worker_id)
                 except BaseException:
                     self._report("connect", fd)
             elif event is CLOSE:
                 events.clear()
                 try:
-                    if self.on_close is not None:
-                        self.on_close(server, fd, -1 if conn.state == CLOSING else worker_id)
+                    if listener.on_close is not None:
+                        listener.on_close(server, fd, -1 if conn.state == CLOSING else worker_id)
                 except BaseException:
                     self._report("close", fd)
                 finally:

@@ -14,7 +14,7 @@ import time
 
 from . import callbacks as _callbacks
 from . import errors, settings
-from .errors import EventLoopError, ServerStateError, SettingError
+from .errors import CallbackError, EventLoopError, ServerStateError, SettingError
 from .framing import make_splitter
 from .master import Arbiter, daemonize, remove_pid_file, write_pid_file
 from .proctitle import set_title
@@ -51,8 +51,65 @@ def check_event_loop():
             "after the fork." % ", ".join(live))
 
 
+def _packet_adapter(on_packet):
+    def packet(server, fd, reactor_id, datagram):
+        data, address = datagram
+        if isinstance(address, tuple):
+            info = {"address": address[0], "port": address[1]}
+        else:
+            info = {"address": address or "", "port": 0}
+        on_packet(server, data, info)
+    return packet
+
+
+# What a port may set for itself; everything else is server-wide.
+PORT_SETTINGS = ("open_eof_check", "open_eof_split", "package_eof", "open_length_check",
+                 "package_length_type", "package_length_offset", "package_body_offset",
+                 "package_length_func", "package_max_length")
+PORT_EVENTS = ("connect", "receive", "close", "packet")
+
+
+class Port:
+    """One listening address (Swoole's ``Server\\Port``): ``server.listen()``
+    returns one; ``server.ports[0]`` is the address given to ``Server()``."""
+
+    def __init__(self, listener):
+        self._listener = listener
+        self.host = listener.host
+        self.port = listener.port
+        self.sock_type = listener.sock_type
+        self.setting = {}
+        self._callbacks = {}
+
+    def set(self, *args, **kwargs):
+        """Framing for this port only (the framing settings); validated at once."""
+        values = dict(args[0]) if args else {}
+        values.update(kwargs)
+        for name in values:
+            if name not in PORT_SETTINGS and name in settings.BY_NAME:
+                raise SettingError("%r is a server-wide setting; a port can set only %s"
+                                   % (name, ", ".join(PORT_SETTINGS)))
+        self.setting.update(settings.validate_all(values))
+        return True
+
+    def on(self, event, callback):
+        """This port's own connect/receive/close/packet callback."""
+        event, callback = _callbacks.resolve(event, callback)
+        if event not in PORT_EVENTS:
+            raise CallbackError("a port takes only %s callbacks; %r is server-wide"
+                                % ("/".join(PORT_EVENTS), event))
+        self._callbacks[event] = callback
+        return True
+
+    def describe(self):
+        return self._listener.describe()
+
+    def __repr__(self):
+        return "<Port %s>" % self.describe()
+
+
 class Server:
-    """A TCP (or unix stream) server with Swoole's callbacks."""
+    """A TCP, UDP or unix socket server with Swoole's callbacks."""
 
     def __init__(self, host, port=0, sock_type=SOCK_TCP):
         check_event_loop()
@@ -65,7 +122,7 @@ class Server:
         self.worker_id = -1
         self.worker_pid = 0
         self.taskworker = False
-        self._listeners = [listener]
+        self._ports = [Port(listener)]
         self._callbacks = {}
         self._started = False
         self._worker = None
@@ -94,32 +151,54 @@ class Server:
         return True
 
     def listen(self, host, port, sock_type=SOCK_TCP):
-        """Add another address before start(); returns its Listener."""
+        """Add another address before start(); returns its ``Port``, which
+        can carry its own framing (``port.set``) and callbacks (``port.on``)."""
         if self._started:
             raise ServerStateError("listen() must be called before start()")
-        listener = Listener(host, port, sock_type)
-        self._listeners.append(listener)
-        return listener
+        port_ = Port(Listener(host, port, sock_type))
+        self._ports.append(port_)
+        return port_
 
     addlistener = listen
 
     @property
     def ports(self):
-        return list(self._listeners)
+        return list(self._ports)
+
+    @property
+    def _listeners(self):
+        return [p._listener for p in self._ports]
 
     def _check_startable(self):
-        if any(not l.is_stream for l in self._listeners):
-            raise ServerStateError("UDP and unix datagram sockets are not supported yet")
-        if "receive" not in self._callbacks and self._requires_receive():
-            raise ServerStateError("start() needs a 'receive' callback for a stream "
-                                   "server: server.on('receive', fn(server, fd, "
-                                   "reactor_id, data))")
-        try:
-            splitter_factory = make_splitter(self.setting)
-        except ValueError as exc:
-            raise SettingError(str(exc)) from None
-        for listener in self._listeners:
-            listener.splitter_factory = splitter_factory
+        """Resolve each port's callbacks and framing (port values over the
+        server's), failing clearly on what cannot work."""
+        for port in self._ports:
+            listener = port._listener
+            callbacks = dict(self._callbacks)
+            callbacks.update(port._callbacks)
+            setting = dict(self.setting)
+            setting.update(port.setting)
+            listener.on_connect = callbacks.get("connect")
+            listener.on_close = callbacks.get("close")
+            if listener.is_stream:
+                listener.on_receive = callbacks.get("receive")
+                if listener.on_receive is None and self._requires_receive():
+                    raise ServerStateError(
+                        "start() needs a 'receive' callback for the stream port %s: "
+                        "server.on('receive', fn(server, fd, reactor_id, data))"
+                        % listener.describe())
+                try:
+                    listener.splitter_factory = make_splitter(setting)
+                except ValueError as exc:
+                    raise SettingError("port %s: %s" % (listener.describe(), exc)) from None
+            else:
+                packet = callbacks.get("packet")
+                if packet is None:
+                    raise ServerStateError(
+                        "start() needs a 'packet' callback for the datagram port %s: "
+                        "server.on('packet', fn(server, data, client_info))"
+                        % listener.describe())
+                listener.on_receive = _packet_adapter(packet)
         if self.setting["task_worker_num"] and "task" not in self._callbacks:
             raise ServerStateError("task_worker_num is %d but there is no 'task' callback: "
                                    "server.on('task', fn(server, task_id, src_worker_id, data))"
@@ -181,6 +260,7 @@ class Server:
         self.exist = reactor.exist
         self.get_client_info = reactor.get_client_info
         self.session = reactor.session
+        self.sendto = reactor.sendto
         self.task = mailbox.task
         self.taskwait = mailbox.taskwait
         self.taskwait_multi = mailbox.taskwait_multi
@@ -264,6 +344,10 @@ class Server:
     getClientList = property(lambda self: self.get_client_list)
     getLastError = property(lambda self: self.get_last_error)
     clearTimer = property(lambda self: self.clear_timer)
+
+    def sendto(self, address, port, data):
+        """Send a datagram from the server's UDP / unix datagram socket."""
+        self._not_in_worker("sendto")
 
     @staticmethod
     def get_last_error():

@@ -44,8 +44,10 @@ class Listener:
         self.is_stream = self.type == socket.SOCK_STREAM
         self.is_tcp = self.family in (socket.AF_INET, socket.AF_INET6)
         self.reuse_port = False
-        self.splitter_factory = None   # framing for this port, set at start()
+        # Set at start() from the server's and this port's configuration:
+        self.splitter_factory = None   # framing
         self.half_close = False        # EOF still lets queued events answer (HTTP)
+        self.on_connect = self.on_receive = self.on_close = None
         self.sock = self._bind(port, reuse_port=False)
         self.address = self.sock.getsockname()
         self.port = self.address[1] if self.is_tcp else 0

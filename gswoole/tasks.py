@@ -29,6 +29,7 @@ from .errors import ServerStateError, TaskError
 log = logging.getLogger("gswoole")
 
 OUTBOX_LIMIT = 4096     # queued messages per destination before task() waits
+_FINISH_EVENT = object()   # a pending task whose result goes to the finish callback
 CALL_TIMEOUT = 3.0
 
 
@@ -165,7 +166,7 @@ class Mailbox:
     def task(self, data, dst_worker_id=-1, callback=None, waiter=None):
         box = self._task_box(dst_worker_id)
         task_id = next(self._ids)
-        self._pending[task_id] = waiter if waiter is not None else callback
+        self._pending[task_id] = waiter or callback or _FINISH_EVENT
         if not self._post(box, ipc.TASK, task_id, data, dst_worker=dst_worker_id):
             self._pending.pop(task_id, None)
             return False
@@ -291,7 +292,7 @@ class Mailbox:
             _spawn(self._answer_call, message)
 
     def _finish(self, callback, task_id, value):
-        if callback is None:
+        if callback is _FINISH_EVENT:
             callback = self.context.callbacks.get("finish")
             if callback is None:
                 if not self._warned_no_finish:

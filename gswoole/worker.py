@@ -93,7 +93,7 @@ class Worker:
         die_with_parent()
         random.seed()
         Timer._reset_after_fork()
-        self.reactor = Reactor(self.server, self.worker_id, self.setting, ctx.callbacks,
+        self.reactor = Reactor(self.server, self.worker_id, self.setting,
                                ctx.listeners, ctx.shared)
         self._set_request_limit()
         self.mailbox = Mailbox(self.server, self.worker_id, ctx, self.reactor)

@@ -185,8 +185,8 @@ class Server(_TcpServer):
         reactor = worker.reactor
         protocol = self.protocol_class(self, reactor)
         self._protocol = protocol
-        reactor.on_receive = protocol.handle
         for listener in self._listeners:
             listener.half_close = True
             listener.splitter_factory = protocol.splitter
+            listener.on_receive = protocol.handle
         super()._attach_worker(worker)
