@@ -239,6 +239,7 @@ class RequestParser:
         self._req = None
         self._body = []
         self._body_len = 0
+        self.requests_started = 0     # lets a caller tell one request's headers from the next
         self._begin_request()
 
     # -- public -----------------------------------------------------------
@@ -336,6 +337,7 @@ class RequestParser:
         self._progress = True
         self._in_message = True
         self._headers_done = False
+        self.requests_started += 1
         self._begin_request()
 
     def on_url(self, piece):

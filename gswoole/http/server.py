@@ -11,8 +11,10 @@ event into a response (``_HttpProtocol.handle``); subclasses (WSGI) override
 ``handle_request``.
 
 Timeouts run from the reactor's once-a-second sweep, not from per-request
-timers: a connection still sending headers after ``http_header_timeout`` gets
-408 and is closed (slowloris); an idle keep-alive connection is closed after
+timers, so the hot path carries no timer work: the sweep notes when it first
+sees a connection inside a request's headers (by the parser's request count),
+and one still there ``http_header_timeout`` later gets 408 and is closed
+(slowloris); an idle keep-alive connection is closed after
 ``http_keepalive_timeout``; a stopping worker closes idle connections at once
 and answers in-flight requests with ``Connection: close``.
 """
@@ -31,25 +33,6 @@ from .response import Response, date_header
 log = logging.getLogger("gswoole")
 
 
-class _HttpSplitter:
-    """Per-connection framing: bytes in, parsed requests out."""
-
-    __slots__ = ("parser", "clock_ref", "header_started")
-
-    def __init__(self, parser, clock_ref):
-        self.parser = parser
-        self.clock_ref = clock_ref       # the reactor, for its coarse clock
-        self.header_started = 0
-
-    def feed(self, data):
-        parser = self.parser
-        was_idle = parser.idle
-        events = parser.feed(data)
-        if was_idle and parser.in_headers:
-            self.header_started = self.clock_ref.clock
-        return events
-
-
 class _HttpProtocol:
     """One worker's HTTP glue between the reactor and Request/Response."""
 
@@ -63,16 +46,17 @@ class _HttpProtocol:
         self.send_file = reactor.send_file
         self.exist = reactor.exist
         self.close = reactor.close
+        self._in_headers = {}            # (fd, request number) -> clock first seen in headers
         reactor.sweepers.append(self.sweep)
         reactor.stop_hooks.append(self.close_idle)
 
     def splitter(self):
+        """The per-connection framing: the parser itself (``feed`` -> events)."""
         s = self.setting
-        parser = RequestParser(limit_request_line=s["limit_request_line"],
-                               limit_request_fields=s["limit_request_fields"],
-                               limit_request_field_size=s["limit_request_field_size"],
-                               max_body=s["package_max_length"])
-        return _HttpSplitter(parser, self.reactor)
+        return RequestParser(limit_request_line=s["limit_request_line"],
+                             limit_request_fields=s["limit_request_fields"],
+                             limit_request_field_size=s["limit_request_field_size"],
+                             max_body=s["package_max_length"])
 
     # -- per event (runs in the connection's greenlet) -----------------
 
@@ -133,23 +117,25 @@ class _HttpProtocol:
         clock = reactor.clock
         header_limit = clock - self.setting["http_header_timeout"]
         idle_limit = clock - self.setting["http_keepalive_timeout"]
+        in_headers = {}
         for fd, conn in list(reactor.conns.items()):
-            splitter = conn.splitter
-            if splitter is None or conn.busy or conn.out_size or conn.eof:
+            parser = conn.splitter
+            if parser is None or conn.busy or conn.out_size or conn.eof:
                 continue
-            parser = splitter.parser
             if parser.in_headers:
-                if splitter.header_started <= header_limit:
+                key = (fd, parser.requests_started)
+                since = in_headers[key] = self._in_headers.get(key, clock)
+                if since <= header_limit:
                     reactor.send(fd, HTTPError(408, "Request Timeout").response_bytes())
                     reactor.close(fd)
             elif parser.idle and conn.last_time <= idle_limit:
                 reactor.close(fd)
+        self._in_headers = in_headers
 
     def close_idle(self, reactor):
         for fd, conn in list(reactor.conns.items()):
-            splitter = conn.splitter
-            if splitter is not None and not conn.busy and not conn.out_size \
-                    and splitter.parser.idle:
+            parser = conn.splitter
+            if parser is not None and not conn.busy and not conn.out_size and parser.idle:
                 reactor.close(fd)
 
 
