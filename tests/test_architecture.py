@@ -1,0 +1,48 @@
+"""Import rules of DESIGN section 6, checked on the source: sans-IO cores
+import no gevent and no sockets, and nothing low imports the facade."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "gswoole"
+
+SANS_IO = ["framing.py", "http/parser.py", "http/forms.py", "settings.py", "callbacks.py",
+           "errors.py"]
+LOW_LEVEL = ["reactor.py", "connection.py", "framing.py", "http/parser.py", "ipc.py",
+             "channels.py", "shared.py", "timers.py", "tasks.py", "worker.py",
+             "task_worker.py", "master.py", "sockets.py"]
+FACADES = {"server", "cli", "wsgi", "http.server"}
+
+
+def imported_modules(path):
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                names.add("." * node.level + module)
+                names.update("." * node.level + (module + "." if module else "") + a.name
+                             for a in node.names)
+            else:
+                names.add(module)
+    return names
+
+
+@pytest.mark.parametrize("name", SANS_IO)
+def test_sans_io_cores_import_no_io(name):
+    found = imported_modules(PACKAGE / name)
+    bad = {m for m in found if m.split(".")[0] in ("gevent", "greenlet", "socket", "_socket",
+                                                   "select", "selectors")}
+    assert not bad, "%s imports %s" % (name, sorted(bad))
+
+
+@pytest.mark.parametrize("name", LOW_LEVEL)
+def test_low_modules_do_not_import_the_facade(name):
+    found = imported_modules(PACKAGE / name)
+    bad = {m for m in found if m.lstrip(".") in FACADES or m.lstrip(".").startswith("cli")}
+    assert not bad, "%s imports the facade: %s" % (name, sorted(bad))
