@@ -42,7 +42,6 @@ from greenlet import getcurrent, greenlet
 from . import errors
 from .connection import (CLOSE, CLOSING, CONNECT, OPEN, PEER_CLOSED, RELEASED, SHUTDOWN,
                          Connection)
-from .shared import ID_BLOCK
 
 log = logging.getLogger("gswoole")
 
@@ -81,7 +80,6 @@ class Reactor:
         self.close_count = 0
         self.clock = int(time.time())
         self._fd_next = self._fd_end = 0
-        self._my_blocks = set()
         self._accepting = []
         self._datagram_queues = []
         self._buffer_limit = setting["buffer_output_size"]
@@ -112,7 +110,7 @@ class Reactor:
             # letting the first awake worker grab the whole backlog.
             batch = 1 if shared_sockets else 64
             watcher.start(self._on_accept, listener, sock, batch)
-            self._accepting.append((watcher, listener, sock))
+            self._accepting.append((watcher, listener, sock, batch))
         interval = self.setting["heartbeat_check_interval"]
         if interval:
             idle = self.setting["heartbeat_idle_time"] or interval * 2
@@ -169,7 +167,9 @@ class Reactor:
                          % (address,))
 
     def stop_accepting(self):
-        for watcher, listener, sock in self._accepting:
+        for queue in self._datagram_queues:
+            queue.reader.stop()   # the other workers take the datagrams from now on
+        for watcher, listener, sock, _ in self._accepting:
             watcher.stop()
             if sock is not listener.sock:
                 # Our own SO_REUSEPORT socket: take what is already queued on it
@@ -194,14 +194,12 @@ class Reactor:
     def _back_off_accept(self, exc):
         log.error("accept() failed on worker #%d: %s; pausing accepts for 0.1 s",
                   self.worker_id, exc)
-        watchers = [w for w, _, _ in self._accepting]
-        for watcher in watchers:
+        for watcher, _, _, _ in self._accepting:
             watcher.stop()
 
         def resume():
-            for watcher, listener, sock in self._accepting:
-                watcher.start(self._on_accept, listener, sock,
-                              1 if not self.setting["enable_reuse_port"] else 64)
+            for watcher, listener, sock, batch in self._accepting:
+                watcher.start(self._on_accept, listener, sock, batch)
         self.loop.timer(0.1).start(resume)
 
     def _add_connection(self, listener, fileno, addr):
@@ -217,7 +215,6 @@ class Reactor:
         fd = self._fd_next
         if fd == self._fd_end:
             fd, self._fd_end = self.shared.reserve_ids(self.pid, self.worker_id)
-            self._my_blocks.add(fd)
         self._fd_next = fd + 1
         conn = Connection(fd, sock, fileno, listener, addr, self.clock)
         self.conns[fd] = conn
@@ -434,15 +431,11 @@ class Reactor:
         if conn is not None:
             code = errors.SESSION_CLOSED_BY_SERVER if conn.state == CLOSING \
                 else errors.SESSION_CLOSED
-        elif self._owns(fd):
-            code = errors.SESSION_CLOSED
+        elif self.shared.owner_of(fd)[0] == self.pid:
+            code = errors.SESSION_CLOSED   # ours once, closed since
         else:
             code = errors.SESSION_NOT_EXIST
         return errors.set_last_error(code)
-
-    def _owns(self, fd):
-        return isinstance(fd, int) and any(first <= fd < first + ID_BLOCK
-                                           for first in self._my_blocks)
 
     def _overflow(self, conn, data):
         size = len(data)
