@@ -283,11 +283,14 @@ class Arbiter:
 
     def _retire(self, pid, sig):
         proc = self.procs.get(pid)
-        if proc is None:
-            return
+        if proc is not None:
+            self._mark_retiring(proc)
+            self._signal(pid, sig)
+
+    def _mark_retiring(self, proc):
+        """The process drains and exits on its own; kill it only if it overstays."""
         proc.retiring = True
         proc.kill_at = time.monotonic() + self.setting["max_wait_time"] + KILL_MARGIN
-        self._signal(pid, sig)
 
     def _signal(self, pid, sig):
         try:
@@ -318,8 +321,7 @@ class Arbiter:
         proc = self.procs.get(pid)
         if proc is None or proc.retiring or self.stopping:
             return
-        proc.retiring = True
-        proc.kill_at = time.monotonic() + self.setting["max_wait_time"] + KILL_MARGIN
+        self._mark_retiring(proc)
         if self.slots.get(proc.worker_id) == pid:
             self.spawn(proc.worker_id)
 
