@@ -37,16 +37,16 @@ DISPLAY = {
 }
 
 
-def canonical_event(name):
-    """Map any accepted spelling to the canonical event name, or raise."""
+def canonical_event(name, events=EVENTS, what="event"):
+    """Map any accepted spelling to the canonical event name of ``events``, or raise."""
     if not isinstance(name, str):
         raise CallbackError("event name must be a string, got %r" % (name,))
     key = name.replace("_", "").lower()
-    if key not in EVENTS and key.startswith("on") and key[2:] in EVENTS:
+    if key not in events and key.startswith("on") and key[2:] in events:
         key = key[2:]
-    if key not in EVENTS:
-        known = ", ".join(DISPLAY.get(e, e) for e in EVENTS)
-        raise CallbackError("unknown event %r; known events: %s" % (name, known))
+    if key not in events:
+        known = ", ".join(DISPLAY.get(e, e) for e in events)
+        raise CallbackError("unknown %s %r; known events: %s" % (what, name, known))
     return key
 
 

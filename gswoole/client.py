@@ -42,6 +42,7 @@ from gevent import socket
 from gevent.lock import Semaphore
 
 from . import settings
+from .callbacks import canonical_event
 from .errors import CallbackError, ServerStateError, SettingError
 from .framing import FramingError, make_splitter
 from .sockets import _FAMILY, SOCK_TCP
@@ -416,15 +417,7 @@ REQUIRED_EVENTS = ("receive", "error")
 
 def canonical_client_event(name):
     """"onReceive", "receive", "RECEIVE", "on_receive" -> "receive"; else CallbackError."""
-    if not isinstance(name, str):
-        raise CallbackError("event name must be a string, got %r" % (name,))
-    key = name.replace("_", "").lower()
-    if key not in ASYNC_EVENTS and key.startswith("on") and key[2:] in ASYNC_EVENTS:
-        key = key[2:]
-    if key not in ASYNC_EVENTS:
-        raise CallbackError("unknown AsyncClient event %r; known events: %s"
-                            % (name, ", ".join(ASYNC_EVENTS)))
-    return key
+    return canonical_event(name, ASYNC_EVENTS, "AsyncClient event")
 
 
 class AsyncClient(_ClientBase):

@@ -25,7 +25,7 @@ import traceback
 
 from . import ipc
 from .timers import Timer
-from .worker import die_with_parent
+from .worker import die_with_parent, exit_with
 
 log = logging.getLogger("gswoole")
 
@@ -49,15 +49,7 @@ class TaskWorker:
         self.tasks_done = 0
 
     def run(self):
-        code = 0
-        try:
-            code = self._run()
-        except BaseException:
-            log.exception("task worker #%d crashed", self.worker_id)
-            code = 1
-        finally:
-            logging.shutdown()
-            os._exit(code)
+        exit_with(self._run, "%s #%d" % (self.kind, self.worker_id))
 
     def _run(self):
         die_with_parent()

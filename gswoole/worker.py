@@ -78,15 +78,7 @@ class Worker:
 
     def run(self):
         """Never returns: ends the process with the worker's exit code."""
-        code = 0
-        try:
-            code = self._run()
-        except BaseException:
-            log.exception("worker #%d crashed", self.worker_id)
-            code = 1
-        finally:
-            logging.shutdown()
-            os._exit(code)
+        exit_with(self._run, "%s #%d" % (self.kind, self.worker_id))
 
     def _run(self):
         ctx = self.context
@@ -171,6 +163,20 @@ class Worker:
             self.context.slot, retiring=int(self._retiring or self._stop.is_set()),
             accept_count=r.accept_count, close_count=r.close_count,
             connection_num=len(r.conns), request_count=r.request_count)
+
+
+def exit_with(run, name):
+    """Run a forked process's body and end the process with its exit code
+    (1 if it raised), without returning into the code that forked it."""
+    code = 0
+    try:
+        code = run()
+    except BaseException:
+        log.exception("%s crashed", name)
+        code = 1
+    finally:
+        logging.shutdown()
+        os._exit(code)
 
 
 def run_worker(server, worker_id, context):
