@@ -252,9 +252,10 @@ def table():
     """The settings as a Markdown table (the docs are generated from this)."""
     rows = ["| setting | default | type | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
-        kind = getattr(s.validate, "describe", "")
+        kind = getattr(s.validate, "describe", "").replace("|", "\\|")
         default = "cpu count" if s.name == "worker_num" else repr(s.default)
-        rows.append("| `%s` | `%s` | %s | %s |" % (s.name, default, kind, s.doc))
+        rows.append("| `%s` | `%s` | %s | %s |" % (s.name, default, kind,
+                                                   s.doc.replace("|", "\\|")))
     return "\n".join(rows)
 
 
