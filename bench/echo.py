@@ -1,10 +1,14 @@
 """Echo benchmark: gswoole with one worker against gevent's StreamServer.
 
-    python bench/echo.py [--seconds 5] [--bulk-mib 256] [--idle 10000]
+    python bench/echo.py [--seconds 5] [--pipeline 4] [--bulk-mib 256] [--idle 10000]
 
 Measures round trips (64 connections, one 64-byte message in flight each),
-bulk throughput (one connection streaming --bulk-mib MiB) and the worker's
-resident memory per idle connection, and prints them next to the targets.
+the same over a length-framed echo (4-byte big-endian length + 64-byte body:
+gswoole's open_length_check against the framing done by hand on the
+StreamServer), once with one packet per write and once with --pipeline
+packets per write, bulk throughput (one connection streaming --bulk-mib MiB)
+and the worker's resident memory per idle connection, and prints them next to
+the targets.
 The servers run pinned to one CPU, the load generator (bench/_load.py) in its
 own process pinned to the other; the servers take turns under the same load.
 """
@@ -22,11 +26,19 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVERS = ("gswoole", "streamserver")
 LABELS = {"gswoole": "gswoole", "streamserver": "StreamServer", "epoll": "bare epoll"}
-TARGETS = (  # label, phase, figure, target ratio gswoole/StreamServer, sense
-    ("round trips/s", "rt", "rate", 1.5, ">="),
-    ("bulk MB/s", "bulk", "mbps", 1.0, ">="),
-    ("idle RSS/conn (B)", "idle", "per_conn", 1.5, "<="),
-)
+FRAMED_TARGET = 1.0
+
+
+def targets(pipeline):
+    """(label, phase, figure, target ratio gswoole/StreamServer, sense) per row."""
+    rows = [("round trips/s", "rt", "rate", 1.5, ">="),
+            ("framed round trips/s", "frt", "rate", FRAMED_TARGET, ">=")]
+    if pipeline > 1:
+        rows.append(("framed x%d packets/s" % pipeline, "frt%d" % pipeline, "packets",
+                     FRAMED_TARGET, ">="))
+    rows += [("bulk MB/s", "bulk", "mbps", 1.0, ">="),
+             ("idle RSS/conn (B)", "idle", "per_conn", 1.5, "<=")]
+    return rows
 
 
 class BenchError(Exception):
@@ -95,11 +107,14 @@ def rss_bytes(pid):
 
 
 class Server:
-    """One echo server process, up and answering, pinned to ``core``."""
+    """One echo server process, up and answering, pinned to ``core``;
+    ``framed``: the length-framed echo."""
 
-    def __init__(self, procs, kind, core):
+    def __init__(self, procs, kind, core, framed=False):
         self.kind = kind
+        self.framed = framed
         self.proc = procs.start("_servers.py", kind, *core_args("--core", core),
+                                *(["--framed"] if framed else []),
                                 stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         try:
             self._check_up(core)
@@ -120,9 +135,16 @@ class Server:
             for pid in {self.proc.pid, self.worker}:
                 os.sched_setaffinity(pid, {core})
         # One echo before anything is measured: the worker is up and serving.
+        ping = b"\0\0\0\4ping" if self.framed else b"ping"
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            sock.sendall(b"ping")
-            if sock.recv(16) != b"ping":
+            sock.sendall(ping)
+            echo = b""
+            while len(echo) < len(ping):
+                data = sock.recv(16)
+                if not data:
+                    break
+                echo += data
+            if echo != ping:
                 raise BenchError("%s server did not echo" % LABELS[self.kind])
 
 
@@ -137,11 +159,11 @@ class Bench:
         cores = sorted(os.sched_getaffinity(0))
         self.load_core, self.server_core = (cores[0], cores[1]) if len(cores) >= 2 else (None, None)
 
-    def servers(self, kinds):
+    def servers(self, kinds, framed=False):
         servers = []
         try:
             for kind in kinds:
-                servers.append(Server(self.procs, kind, self.server_core))
+                servers.append(Server(self.procs, kind, self.server_core, framed))
         except BaseException:
             self.stop(servers)
             raise
@@ -176,6 +198,17 @@ class Bench:
                              timeout=3 * (self.args.seconds + self.args.warmup) + 60)
         finally:
             self.stop(servers)
+
+    def framed_servers(self):
+        return self.servers(("epoll",) + SERVERS, framed=True)
+
+    def framed(self, servers, pipeline, check):
+        """Framed round trips, ``pipeline`` packets per write; ``check``: the
+        load generator first checks each server's framed echo."""
+        return self.load("frt", servers, "--pipeline", str(pipeline),
+                         *(["--check"] if check else []),
+                         "--seconds", str(self.args.seconds), "--warmup", str(self.args.warmup),
+                         timeout=3 * (self.args.seconds + self.args.warmup) + 60)
 
     def bulk(self):
         servers = self.servers(SERVERS)
@@ -221,16 +254,62 @@ def percent(x):
     return "?" if x is None else "%.0f%%" % (100 * x)
 
 
+def print_round_trips(results, bench, unit="round trips/s", pipeline=1):
+    for kind, r in results.items():
+        extra = "" if pipeline == 1 else " = {:,.0f} round trips/s".format(r["rate"])
+        print("  {:<13} {:>10,.0f} {}{}  (server CPU busy {}, generator busy {})"
+              .format(LABELS[kind], r["rate"] * pipeline, unit, extra,
+                      percent(r["server_cpu"]), percent(r["busy"])))
+        for error in r.get("errors", ()):
+            print("  {:<13} FAILED: {}".format(LABELS[kind], error))
+    ceiling = results["epoll"]
+    if bench.load_core is not None and ceiling["busy"]:
+        print("  load generator ceiling ~{:,.0f} {} (its rate against the bare "
+              "epoll echo / the share of time it was busy)"
+              .format(ceiling["rate"] * pipeline / ceiling["busy"], unit))
+
+
+def framed(bench, args, results):
+    """Both framed measurements on one set of framed servers."""
+    print("\nframed round trips: 64 connections x one packet (4-byte length + 64 B), "
+          "%g s per server after %g s warm-up, the servers taking turns"
+          % (args.seconds, args.warmup))
+    servers = attempt("framed echo", bench.framed_servers)
+    if not servers:
+        return
+    try:
+        frt = attempt("framed round trips", lambda: bench.framed(servers, 1, check=True))
+        if frt:
+            results["frt"] = frt
+            failed = any(r.get("errors") for r in frt.values())
+            print("  framed check: %s" % ("FAILED (below)" if failed else
+                                          "each server echoed 451 packets of 0 B to 1 MiB, "
+                                          "sent in pieces cut at awkward places, intact"))
+            print_round_trips(frt, bench)
+        if args.pipeline > 1:
+            print("\nframed pipelined: 64 connections x %d packets in one write, all echoed "
+                  "before the next; %g s per server after %g s warm-up"
+                  % (args.pipeline, args.seconds, args.warmup))
+            phase = "frt%d" % args.pipeline
+            r = attempt("framed pipelined",
+                        lambda: bench.framed(servers, args.pipeline, check=False))
+            if r:
+                results[phase] = r
+                print_round_trips(r, bench, "packets/s", args.pipeline)
+    finally:
+        bench.stop(servers)
+
+
 def failures(results, phase):
     """True if a server has no figure for ``phase``, or erred in some of its turns."""
     return any(not results.get(phase, {}).get(kind) or results[phase][kind].get("errors")
                for kind in SERVERS)
 
 
-def summary(results):
-    row = "%-19s %12s %13s %8s %9s  %s"
+def summary(results, rows):
+    row = "%-21s %12s %13s %8s %9s  %s"
     lines = [row % ("", "gswoole", "StreamServer", "ratio", "target", "")]
-    for label, phase, figure, target, sense in TARGETS:
+    for label, phase, figure, target, sense in rows:
         values = [(results.get(phase, {}).get(kind) or {}).get(figure) for kind in SERVERS]
         cells = ["-" if v is None else "{:,.0f}".format(v) for v in values]
         ratio_cell, verdict = "-", ""
@@ -251,15 +330,9 @@ def run(bench, args, results):
     rt = attempt("round trips", bench.round_trips)
     if rt:
         results["rt"] = rt
-        for kind, r in rt.items():
-            print("  {:<13} {:>10,.0f} round trips/s  (server CPU busy {}, generator busy {})"
-                  .format(LABELS[kind], r["rate"], percent(r["server_cpu"]),
-                          percent(r["busy"])))
-        ceiling = rt["epoll"]
-        if bench.load_core is not None and ceiling["busy"]:
-            print("  load generator ceiling ~{:,.0f} round trips/s (its rate against the bare "
-                  "epoll echo / the share of time it was busy)"
-                  .format(ceiling["rate"] / ceiling["busy"]))
+        print_round_trips(rt, bench)
+
+    framed(bench, args, results)
 
     print("\nbulk: one connection streaming %d MiB, median of %d turns"
           % (args.bulk_mib, args.bulk_rounds))
@@ -291,6 +364,9 @@ def main():
                         help="measured round-trip time per server (default 5)")
     parser.add_argument("--warmup", type=float, default=1.0,
                         help="unmeasured round trips per server first (default 1)")
+    parser.add_argument("--pipeline", type=int, default=4,
+                        help="framed packets per write in the pipelined measurement; "
+                             "1 skips it (default 4)")
     parser.add_argument("--bulk-mib", type=int, default=256,
                         help="MiB streamed through each server per turn (default 256)")
     parser.add_argument("--bulk-rounds", type=int, default=10,
@@ -298,6 +374,8 @@ def main():
     parser.add_argument("--idle", type=int, default=10000,
                         help="idle connections for the memory figure (default 10000)")
     args = parser.parse_args()
+    if args.pipeline < 1:
+        parser.error("--pipeline must be 1 or more")
     # Progress lines must not sit in a pipe's buffer behind the servers' stderr.
     sys.stdout.reconfigure(line_buffering=True)
     # SIGTERM should clean up like Ctrl-C does.
@@ -319,8 +397,9 @@ def main():
     finally:
         procs.stop_all()
     print("\nsummary (%.0f s)" % (time.monotonic() - started))
-    print(summary(results))
-    return 1 if any(failures(results, phase) for _, phase, *_ in TARGETS) else 0
+    rows = targets(args.pipeline)
+    print(summary(results, rows))
+    return 1 if any(failures(results, phase) for _, phase, *_ in rows) else 0
 
 
 if __name__ == "__main__":
