@@ -17,8 +17,9 @@ instead, in one of two ways chosen by the client:
 
 With ASYNC the receive callback returns at once; the worker remembers which
 fd each task id belongs to, so the finish event (which runs in the worker
-that sent the task) knows where the answer goes. With WAIT the code reads top to bottom; a task that raises
-comes back as gswoole.TaskError, a timeout as False (get_last_error() 2003).
+that sent the task) knows where the answer goes. With WAIT the code reads
+top to bottom; a task that raises comes back as gswoole.TaskError, a
+timeout as False (get_last_error() 2003).
 """
 import hashlib
 import socket
