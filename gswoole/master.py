@@ -95,10 +95,12 @@ class Arbiter:
         self.stopping = False
         self.stop_deadline = None
         self.signal_queue = []
-        self._select = _unpatched("select", "select", None)
-        if self._select is None:
-            import select
-            self._select = select.select
+        import select
+        self._select = _unpatched("select", "select", select.select)
+        # gevent's patched signal.signal keeps SIGCHLD for its own child
+        # watchers and installs no real handler, so the master would learn of
+        # a dead worker only at its next timeout.
+        self._set_handler = _unpatched("signal", "signal", signal.signal)
 
     # -- main loop -------------------------------------------------------
 
@@ -131,11 +133,11 @@ class Arbiter:
         self.old_handlers = {}
         for name in HANDLED_SIGNALS:
             signum = getattr(signal, name)
-            self.old_handlers[signum] = signal.signal(signum, self._on_signal)
+            self.old_handlers[signum] = self._set_handler(signum, self._on_signal)
 
     def _restore_signals(self):
         for signum, handler in self.old_handlers.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            self._set_handler(signum, handler if handler is not None else signal.SIG_DFL)
         signal.set_wakeup_fd(self.old_wakeup)
         for fd in (self.sig_r, self.sig_w, self.ctl_r, self.ctl_w):
             os.close(fd)

@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 HEADER = """\
 import os, sys, time, signal
 import gswoole
@@ -167,6 +169,9 @@ def serve(tmp_path):
         path.write_text(source)
         full_env = dict(os.environ)
         full_env["PYTHONUNBUFFERED"] = "1"
+        # Servers import this checkout's gswoole, whatever is installed.
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
         full_env.update(env or {})
         proc = ServerProcess(path, env=full_env)
         started.append(proc)

@@ -329,3 +329,23 @@ def test_tcp6(serve):
     with socket.create_connection(("::1", srv.port), timeout=5) as sock:
         sock.sendall(b"six")
         assert recv_exactly(sock, 3) == b"six"
+
+
+def test_patched_master_reaps_a_dead_worker_at_once(serve):
+    # Under gevent.monkey.patch_all() signal.signal is gevent's, which keeps
+    # SIGCHLD for itself; the master must still wake when a worker dies.
+    srv = serve(raw=True, body="""
+import gswoole, os, signal, time
+gswoole.patch_all()
+server = gswoole.Server("127.0.0.1", 0)
+server.set(worker_num=1)
+server.on("receive", lambda s, fd, rid, data: None)
+server.on("start", lambda s: print("READY", s.port, s.master_pid, flush=True))
+server.on("workerStart", lambda s, wid: print("WORKERSTART", os.getpid(), time.time(), flush=True))
+server.start()
+""")
+    first = srv.wait_line(r"^WORKERSTART (\d+) ")
+    killed_at = time.time()
+    os.kill(int(first.group(1)), signal.SIGKILL)
+    second = srv.wait_line(r"^WORKERSTART (\d+) ([\d.]+)", count=2)
+    assert float(second.group(2)) - killed_at < 0.5
