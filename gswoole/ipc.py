@@ -30,6 +30,7 @@ ERROR = 3         # a TaskError for the sender (raised, or the task worker died)
 MESSAGE = 4       # send_message() -> pipeMessage
 CALL = 5          # send/close/exist/get_client_info for another worker's fd
 REPLY = 6
+DONE = 7          # a task ended without a result (its task callback returned None)
 
 FLAG_MEMFD = 1
 
@@ -124,17 +125,18 @@ def send_datagram(sock, datagram, memfd=None, address=None):
     os.close(memfd)
 
 
-def send_blocking(sock, datagram, memfd=None, address=None, timeout=5.0, select_fn=None):
+def send_blocking(sock, datagram, memfd=None, address=None, timeout=5.0, poll_fn=None):
     """Send on a non-blocking shared socket, waiting for room up to ``timeout``
-    (with ``select_fn``: the master passes the unpatched select). Returns
+    (with ``poll_fn``: the master passes the unpatched select.poll). Returns
     False, after logging, when the message could not be sent."""
-    select_fn = select_fn or select.select
+    poller = (poll_fn or select.poll)()
+    poller.register(sock.fileno(), select.POLLOUT)
     while True:
         try:
             send_datagram(sock, datagram, memfd, address)
             return True
         except BlockingIOError:
-            if not select_fn([], [sock], [], timeout)[1]:
+            if not poller.poll(timeout * 1000):
                 reason = "the receiver's queue stayed full for %.1f s" % timeout
                 break
         except OSError as exc:

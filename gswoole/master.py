@@ -97,6 +97,7 @@ class Arbiter:
         self.signal_queue = []
         import select
         self._select = _unpatched("select", "select", select.select)
+        self._poll = _unpatched("select", "poll", select.poll)
         # gevent's patched signal.signal keeps SIGCHLD for its own child
         # watchers and installs no real handler, so the master would learn of
         # a dead worker only at its next timeout.
@@ -131,6 +132,7 @@ class Arbiter:
             os.set_inheritable(fd, False)
         self.old_wakeup = signal.set_wakeup_fd(self.sig_w)
         self.old_handlers = {}
+        self._signums = [getattr(signal, name) for name in HANDLED_SIGNALS]
         for name in HANDLED_SIGNALS:
             signum = getattr(signal, name)
             self.old_handlers[signum] = self._set_handler(signum, self._on_signal)
@@ -257,9 +259,17 @@ class Arbiter:
         slot = self.shared.alloc_slot(0, worker_id, int(time.time()))
         context = WorkerContext(self.setting, self.callbacks, self.listeners, self.shared,
                                 self.pid, self.ctl_w, slot, self.channels)
-        pid = posix.fork()
-        if pid == 0:
-            self._become_worker(worker_id, context)   # never returns
+        # Signals stay blocked across the fork: a TERM that reaches the child
+        # before it has its own handlers would otherwise run the master's
+        # handler there and be lost. The child unblocks once it is ready.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._signums)
+        try:
+            pid = posix.fork()
+            if pid == 0:
+                self._become_worker(worker_id, context)   # never returns
+        finally:
+            if pid:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.shared.set(slot, "pid", pid)
         self.procs[pid] = _Proc(worker_id, pid, slot)
         self.slots[worker_id] = pid
@@ -387,7 +397,7 @@ class Arbiter:
         datagram, memfd = ipc.encode(ipc.ERROR, worker_id, self.pid, slot["task_id"],
                                      (message, ""), slot["task_src_pid"],
                                      slot["task_src_worker"])
-        ipc.send_blocking(pair[0], datagram, memfd, timeout=0.5, select_fn=self._select)
+        ipc.send_blocking(pair[0], datagram, memfd, timeout=0.5, poll_fn=self._poll)
 
     def _manage(self):
         now = time.monotonic()

@@ -372,7 +372,8 @@ class Reactor:
     def _resume_reading(self, conn):
         if conn.state == OPEN and not (conn.eof or conn.paused or conn.throttled) \
                 and not conn.reader.active:
-            conn.reader.start(self._on_read, conn)
+            conn.reader.start(self._on_read if conn.listener.is_stream else self._on_datagram,
+                              conn)
 
     def _report(self, event, fd):
         log.exception("error in %s callback (fd=%d, worker #%d)", event, fd, self.worker_id)

@@ -25,7 +25,7 @@ import traceback
 
 from . import ipc
 from .timers import Timer
-from .worker import die_with_parent, exit_with
+from .worker import die_with_parent, exit_with, unblock_signals
 
 log = logging.getLogger("gswoole")
 
@@ -58,19 +58,24 @@ class TaskWorker:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         signal.signal(signal.SIGUSR1, lambda *_: self.retire())
         signal.signal(signal.SIGQUIT, lambda *_: os._exit(0))
+        unblock_signals()
         self.private = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.private.bind(ipc.inbox_address(self.context.master_pid, self.pid))
         receivers = [self.private, self.channels.task_inboxes[self.worker_id][1]]
         if self.channels.task_queue is not None:
             receivers.append(self.channels.task_queue[1])
+        poller = select.poll()   # not select(): descriptors may be past 1023
+        by_fd = {}
         for sock in receivers:
             sock.setblocking(False)
+            poller.register(sock.fileno(), select.POLLIN)
+            by_fd[sock.fileno()] = sock
         self.server._attach_task_worker(self)
         self._call("workerstart", self.server, self.worker_id)
         self.context.tell_master(b"R")
         while not self.stopping:
             try:
-                ready = select.select(receivers, [], [], 1.0)[0]
+                ready = [by_fd[fd] for fd, _ in poller.poll(1000)]
             except InterruptedError:
                 continue
             if os.getppid() != self.context.master_pid:
@@ -135,8 +140,19 @@ class TaskWorker:
             self._reply(message, ipc.ERROR,
                         ("task %d raised %s: %s" % (message.id, type(exc).__name__, exc), text))
         else:
-            if result is not None and not self.finished:
-                self._reply(message, ipc.RESULT, result)
+            if result is None and not self.finished:
+                # No result to deliver (Swoole's rule), but the sender must
+                # learn the task is over to forget it.
+                self._reply(message, ipc.DONE, None)
+            elif result is not None and not self.finished:
+                try:
+                    self._reply(message, ipc.RESULT, result)
+                except Exception as exc:   # e.g. a result that cannot be pickled
+                    text = traceback.format_exc()
+                    log.error("task %d: its result could not be sent:\n%s", message.id, text)
+                    self._reply(message, ipc.ERROR, ("task %d's result could not be sent: "
+                                                     "%s: %s" % (message.id,
+                                                                 type(exc).__name__, exc), text))
         finally:
             self.current = None
             shared.write_slot(slot, task_src_pid=0, task_src_worker=0, task_id=0)

@@ -99,6 +99,7 @@ class Mailbox:
         self._outboxes = {}
         self._watchers = []
         self._warned_no_finish = False
+        self._idle = Event()          # set while no task is pending
         own = self.channels.inbox_of(worker_id)
         receivers = [own[1]] if own else []
         self.private = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -109,6 +110,24 @@ class Mailbox:
             watcher = self.loop.io(sock.fileno(), 1)
             watcher.start(self._on_readable, sock)
             self._watchers.append(watcher)
+
+    def _note_idle(self):
+        if not self._pending:
+            self._idle.set()
+
+    def wait_idle(self, timeout):
+        """Wait (a stopping worker) until every task sent has ended and every
+        queued message is out, so finish callbacks still run. Returns True if
+        nothing was left behind."""
+        deadline = time.monotonic() + timeout
+        if self._pending and not self._idle.wait(timeout):
+            log.warning("worker #%d exits with %d task(s) unfinished", self.worker_id,
+                        len(self._pending))
+            return False
+        for box in self._outboxes.values():
+            while box.queue and time.monotonic() < deadline:
+                gevent.sleep(0.01)   # the outbox's write watcher is draining it
+        return not any(box.queue for box in self._outboxes.values())
 
     def close(self):
         for watcher in self._watchers:
@@ -167,7 +186,13 @@ class Mailbox:
         box = self._task_box(dst_worker_id)
         task_id = next(self._ids)
         self._pending[task_id] = waiter or callback or _FINISH_EVENT
-        if not self._post(box, ipc.TASK, task_id, data, dst_worker=dst_worker_id):
+        self._idle.clear()
+        try:
+            posted = self._post(box, ipc.TASK, task_id, data, dst_worker=dst_worker_id)
+        except BaseException:   # e.g. data that cannot be pickled
+            self._pending.pop(task_id, None)
+            raise
+        if not posted:
             self._pending.pop(task_id, None)
             return False
         self.context.shared.set(self.context.slot, "tasks_sent", task_id + 1)
@@ -182,6 +207,7 @@ class Mailbox:
             value = result.get(timeout=timeout)
         except gevent.Timeout:
             self._pending.pop(task_id, None)   # a late result is dropped
+            self._note_idle()
             return errors.set_last_error(errors.TASK_TIMEOUT)
         if isinstance(value, TaskError):
             raise value
@@ -203,6 +229,7 @@ class Mailbox:
                 results[index] = result.get(timeout=max(0.0, deadline - time.monotonic()))
             except gevent.Timeout:
                 self._pending.pop(task_id, None)
+        self._note_idle()
         if len(results) < len(waiters):
             errors.set_last_error(errors.TASK_TIMEOUT)
         return results
@@ -251,8 +278,14 @@ class Mailbox:
                 continue
             if message.dst_pid and message.dst_pid != self.pid:
                 self._forward(message)
-            else:
+                continue
+            try:
                 self._dispatch(message)
+            except Exception:
+                # An exception escaping a watcher callback makes gevent stop the
+                # watcher: this inbox would never be read again.
+                log.exception("worker #%d: message %r could not be handled", self.worker_id,
+                              message)
 
     def _forward(self, message):
         # A message for the process we share a worker id with (one of us is
@@ -265,13 +298,24 @@ class Mailbox:
 
     def _dispatch(self, message):
         kind = message.kind
-        if kind == ipc.RESULT or kind == ipc.ERROR:
+        if kind == ipc.DONE:
             target = self._pending.pop(message.id, None)
+            if isinstance(target, AsyncResult):
+                target.set(None)   # taskwait of a task that returned nothing
+            self._note_idle()
+        elif kind == ipc.RESULT or kind == ipc.ERROR:
+            target = self._pending.pop(message.id, None)
+            self._note_idle()
             if target is None:
                 return   # timed out, or nobody wanted the result
-            value = message.value()
-            if kind == ipc.ERROR:
-                value = TaskError(*value)
+            try:
+                value = message.value()
+            except Exception as exc:
+                value = TaskError("the result of task %d could not be unpickled: %s: %s"
+                                  % (message.id, type(exc).__name__, exc))
+            else:
+                if kind == ipc.ERROR:
+                    value = TaskError(*value)
             if isinstance(target, AsyncResult):
                 target.set(value)
             else:

@@ -23,6 +23,7 @@ import os
 import random
 import signal
 import sys
+import time
 
 import gevent
 from gevent.event import Event
@@ -50,6 +51,14 @@ def reset_signals_after_fork():
         signum = getattr(signal, name, None)
         if signum is not None:
             signal.signal(signum, signal.SIG_IGN)
+
+
+def unblock_signals():
+    """The master forks with its signals blocked; a child calls this once its
+    own handlers are in place (a signal sent meanwhile is delivered now)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [getattr(signal, name) for name in
+                                                ("SIGTERM", "SIGQUIT", "SIGCHLD")
+                                                + _IGNORED_SIGNALS])
 
 
 def die_with_parent():
@@ -96,6 +105,7 @@ class Worker:
                                 (signal.SIGUSR1, self.retire)):
             watcher = hub_loop.signal(signum)
             watcher.start(handler)
+        unblock_signals()
         self._call("workerstart", self.server, self.worker_id)
         if not self._stop.is_set():
             self.reactor.start()
@@ -112,7 +122,10 @@ class Worker:
             self.reactor.shutdown_now()
             return 0
         Timer.clear_all()
+        deadline = time.monotonic() + self.setting["max_wait_time"]
         self.reactor.drain(self.setting["max_wait_time"])
+        # Results of tasks this worker sent still come to it (finish callbacks).
+        self.mailbox.wait_idle(max(0.0, deadline - time.monotonic()))
         self._call("workerstop", self.server, self.worker_id)
         return 0
 

@@ -643,9 +643,6 @@ def cmd_quick(s, fd, value):
 """
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a task result that cannot be pickled crashes "
-                   "the task worker (task_worker._run_task -> _reply raises outside the "
-                   "try) and the sender waits for its timeout instead of a TaskError")
 def test_unpicklable_result_fails_the_task_not_the_task_worker(serve):
     srv = serve(BAD_RESULTS, settings="task_worker_num=1")
     with Conn(srv) as conn:
@@ -656,9 +653,6 @@ def test_unpicklable_result_fails_the_task_not_the_task_worker(serve):
     assert not srv.matching(r"^WORKERERROR")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a result whose unpickling raises escapes "
-                   "Mailbox._on_readable; gevent then stops the inbox watcher and the "
-                   "worker never receives another result, pipe message or reply")
 def test_result_that_cannot_be_unpickled_does_not_kill_the_inbox(serve):
     srv = serve(BAD_RESULTS, settings="task_worker_num=1")
     with Conn(srv) as conn:
@@ -669,9 +663,6 @@ def test_result_that_cannot_be_unpickled_does_not_kill_the_inbox(serve):
         assert kind == "TaskError" and took < 1, (kind, text, error, took)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a retiring worker with no connections exits "
-                   "at once; the results of its async tasks reach its replacement, which "
-                   "forwards them to the dead pid (dropped), so finish never runs")
 def test_results_of_a_retiring_worker_are_not_lost(serve):
     srv = serve(COMMON + """
 def cmd_burst(s, fd, n, delay):
@@ -688,9 +679,6 @@ def cmd_retire(s, fd):
     assert finished == list(range(20))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the task worker waits with select.select(), "
-                   "which raises ValueError for descriptors >= 1024 (FD_SETSIZE): the "
-                   "task worker crashes at start, over and over")
 def test_task_worker_with_high_descriptor_numbers(serve):
     # 1100 descriptors open in the master before start(): the socketpairs the
     # master makes for the workers get numbers above 1024 (as they do with
