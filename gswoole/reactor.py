@@ -494,6 +494,34 @@ class Reactor:
             if conn.state == RELEASED:
                 self._shutdown_write(conn)
 
+    def send_wait(self, fd, data):
+        """Send all of ``data``, waiting in this greenlet for buffer room (up to
+        send_timeout) instead of failing with 1009/1203: what a protocol that
+        must not lose part of a response (HTTP) uses. False if the connection
+        went away or the peer did not read in time."""
+        conn = self.conns.get(fd)
+        limit = self._buffer_limit
+        if conn is None or conn.state != OPEN or conn.out_size + len(data) <= limit:
+            return self.send(fd, data)
+        if data.__class__ is not bytes:
+            data = _as_bytes(data)
+        step = max(limit // 2, 1)
+        deadline = time.monotonic() + self.setting["send_timeout"]
+        for start in range(0, len(data), step):
+            piece = data[start:start + step]
+            while conn.out_size + len(piece) > limit:
+                remaining = deadline - time.monotonic()
+                if conn.state != OPEN or remaining <= 0:
+                    return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW
+                                                 if conn.state == OPEN else errors.SESSION_CLOSED)
+                if conn.drained is None:
+                    conn.drained = Event()
+                conn.drained.clear()
+                conn.drained.wait(remaining)
+            if not self.send(fd, piece):
+                return False
+        return True
+
     def wait_output_drained(self, fd, timeout):
         """Block this greenlet until ``fd``'s queued output is all written.
         Returns False if the connection went away or ``timeout`` passed."""

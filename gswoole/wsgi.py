@@ -11,6 +11,7 @@ HTTP/1.1 when the app gives no Content-Length) and always ``close()``d.
 
 import io
 import logging
+import os
 import sys
 import time
 from urllib.parse import unquote_to_bytes
@@ -158,6 +159,11 @@ class _WsgiProtocol(_HttpProtocol):
                     if data:
                         exchange.write(data)
                 exchange.finish(b"")
+        except _ClientGone:
+            # The client left or stopped reading mid-response: nothing to
+            # report to it; reset so the partial body cannot pass for whole.
+            exchange.done = True
+            self.abort(fd)
         except Exception:
             self._app_failed(exchange, env)
         finally:
@@ -182,9 +188,13 @@ class _WsgiProtocol(_HttpProtocol):
             # Part of a response is out: cut the connection so the client
             # cannot take a truncated body for a complete one.
             exchange.done = True
-            self.reactor.close(exchange.fd, reset=True)
+            self.abort(exchange.fd)
         if self.access:
             exchange.log_access(env)
+
+
+class _ClientGone(Exception):
+    """A response could not be written: the connection is gone or stuck."""
 
 
 class _Exchange:
@@ -262,7 +272,11 @@ class _Exchange:
             self.sent += len(data)
             out += chunk(data) if self.chunked else data
         if out:
-            self.protocol.send(self.fd, out)
+            self._send(out)
+
+    def _send(self, out):
+        if not self.protocol.send(self.fd, out):
+            raise _ClientGone()
 
     def finish(self, data):
         if data.__class__ is not bytes and not isinstance(data, bytes):
@@ -277,7 +291,7 @@ class _Exchange:
                 self.write(data)
             out = LAST_CHUNK if self.chunked and self.parsed.method != "HEAD" else b""
         if out:
-            self.protocol.send(self.fd, out)
+            self._send(out)
         self._done()
 
     def can_sendfile(self, wrapper):
@@ -288,15 +302,15 @@ class _Exchange:
         return not self.head_sent
 
     def sendfile(self, wrapper):
-        import os
         f = wrapper.filelike
         offset = f.tell() if hasattr(f, "tell") else 0
         size = os.fstat(f.fileno()).st_size - offset
         head = self._head(size if self.length is None else None)
         count = self.length if self.length is not None else size
-        ok = self.protocol.send(self.fd, head)
-        if ok and self.parsed.method != "HEAD":
-            self.protocol.send_file(self.fd, f, offset, count)
+        self._send(head)
+        if self.parsed.method != "HEAD":
+            if not self.protocol.send_file(self.fd, f, offset, count):
+                raise _ClientGone()
             self.sent += count
         self._done()
 

@@ -253,3 +253,24 @@ def test_cli_bad_input_is_one_line(tmp_path, args, message):
     assert out.returncode == 2
     assert message in out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_bodies_larger_than_the_output_buffer_arrive_whole(wsgi_serve):
+    # One 3 MiB piece, and a generator faster than the client reads: both
+    # wait for buffer room instead of dropping data (buffer_output_size 1 MiB).
+    srv = wsgi_serve("""
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            if environ["PATH_INFO"] == "/one":
+                return [b"a" * (3 << 20)]
+            return (b"%08d" % i * 8192 for i in range(80))
+    """, settings="buffer_output_size=1 << 20")
+    status, headers, body = request(srv.port, b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n", timeout=30)
+    assert status == 200 and body == b"a" * (3 << 20)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        import time as _time
+        _time.sleep(0.5)   # a slow reader: let the server's buffer fill first
+        status, headers, body = read_response(sock, timeout=30)
+    assert body == b"".join(b"%08d" % i * 8192 for i in range(80))

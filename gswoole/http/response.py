@@ -132,7 +132,8 @@ class Response:
                 headers = headers + [("Transfer-Encoding", "chunked")]
             else:
                 keep = False   # HTTP/1.0 without a length: the close ends the body
-        elif self._status not in (204, 304) and not (100 <= self._status < 200):
+        elif self._status not in (204, 304) and not (100 <= self._status < 200) \
+                and not any(name.lower() == "content-length" for name, _ in headers):
             headers = headers + [("Content-Length", length)]
         if not keep:
             headers = headers + [("Connection", "close")]
@@ -157,7 +158,14 @@ class Response:
         if self._request.method == "HEAD":
             return self._api.send(self.fd, out) if out else True
         out += chunk(data) if self._chunked else data
-        return self._api.send(self.fd, out)
+        return self._send(out)
+
+    def _send(self, out):
+        if self._api.send(self.fd, out):
+            return True
+        self.finished = True
+        self._api.abort(self.fd)
+        return False
 
     def end(self, data=b""):
         """Finish the response; with nothing written yet, head and body go in one send."""
@@ -175,7 +183,7 @@ class Response:
                 out = b""
         else:
             out = data
-        ok = self._api.send(self.fd, out) if out else True
+        ok = self._send(out) if out else True
         self._api.finish(self._request)
         return ok
 
@@ -211,6 +219,7 @@ class Response:
     def close(self):
         """Drop the connection without finishing the response."""
         self.finished = True
+        self._request.cleanup()
         return self._api.close(self.fd)
 
 

@@ -42,7 +42,7 @@ class _HttpProtocol:
         self.setting = server.setting
         self.on_request = server._callbacks.get("request")
         self.upload_dir = self.setting["upload_tmp_dir"]
-        self.send = reactor.send
+        self.send = reactor.send_wait   # a response is never cut for want of buffer
         self.send_file = reactor.send_file
         self.exist = reactor.exist
         self.close = reactor.close
@@ -100,6 +100,11 @@ class _HttpProtocol:
 
     def date(self):
         return date_header(self.reactor.clock)
+
+    def abort(self, fd):
+        """Part of a response could not be sent: reset the connection so the
+        client cannot take a truncated body for a whole one."""
+        self.reactor.close(fd, reset=True)
 
     def finish(self, request):
         """A response is complete: close if it ended the connection."""
