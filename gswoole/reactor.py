@@ -129,9 +129,10 @@ class Reactor:
     def _on_datagram(self, queue):
         recvfrom = queue.sock.recvfrom
         events = queue.events
+        server_socket = queue.fileno
         for _ in range(64):
             try:
-                events.append(recvfrom(65536))
+                events.append(recvfrom(65536) + (server_socket,))
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -143,18 +144,20 @@ class Reactor:
                 queue.reader.stop()
             self._schedule(queue)
 
-    def sendto(self, address, port, data):
-        """Send one datagram from the server's UDP (or unix datagram) socket."""
+    def sendto(self, address, port, data, server_socket=-1):
+        """Send one datagram from the server's UDP (or unix datagram) socket:
+        the one a packet's ``client_info["server_socket"]`` names, else the
+        first of the address's family."""
         if data.__class__ is not bytes:
             data = _as_bytes(data)
-        for queue in self._datagram_queues:
-            family = queue.listener.family
-            if family == _stdsocket.AF_UNIX:
-                target = address
-            elif (":" in address) != (family == _stdsocket.AF_INET6):
+        queues = self._datagram_queues
+        if server_socket != -1:
+            queues = [q for q in queues if q.sock.fileno() == server_socket]
+        family = _family_of(address)
+        for queue in queues:
+            if queue.listener.family != family:
                 continue
-            else:
-                target = (address, port)
+            target = address if family == _stdsocket.AF_UNIX else (address, port)
             try:
                 queue.sock.sendto(data, target)
                 return True
@@ -163,7 +166,7 @@ class Reactor:
             except OSError as exc:
                 log.warning("worker #%d: sendto %s failed: %s", self.worker_id, target, exc)
                 return errors.set_last_error(errors.SESSION_NOT_EXIST)
-        raise ValueError("sendto(%r): the server has no datagram socket of that family"
+        raise ValueError("sendto(%r): the server has no datagram socket for that address"
                          % (address,))
 
     def stop_accepting(self):
@@ -747,6 +750,16 @@ class Reactor:
         for conn in list(self.conns.values()) + list(self._closing):
             self._close_socket(conn)
         self.stop_accepting()
+
+
+def _family_of(address):
+    if ":" in address:
+        return _stdsocket.AF_INET6
+    try:
+        _stdsocket.inet_aton(address)
+    except OSError:
+        return _stdsocket.AF_UNIX   # a path
+    return _stdsocket.AF_INET
 
 
 def _unsent_bytes(fileno):

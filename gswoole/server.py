@@ -53,11 +53,12 @@ def check_event_loop():
 
 def _packet_adapter(on_packet):
     def packet(server, fd, reactor_id, datagram):
-        data, address = datagram
+        data, address, server_socket = datagram
         if isinstance(address, tuple):
             info = {"address": address[0], "port": address[1]}
         else:
             info = {"address": address or "", "port": 0}
+        info["server_socket"] = server_socket   # sendto(..., server_socket) answers from it
         on_packet(server, data, info)
     return packet
 
@@ -345,7 +346,7 @@ class Server:
     getLastError = property(lambda self: self.get_last_error)
     clearTimer = property(lambda self: self.clear_timer)
 
-    def sendto(self, address, port, data):
+    def sendto(self, address, port, data, server_socket=-1):
         """Send a datagram from the server's UDP / unix datagram socket."""
         self._not_in_worker("sendto")
 

@@ -110,3 +110,20 @@ server.on("receive", lambda s, fd, rid, data: s.send(fd, data))
         assert recv_exactly(sock, 1) == b"c"
         sock.close()
     extra.close()
+
+
+def test_udp_replies_leave_from_the_port_the_packet_came_to(serve):
+    srv = serve("""
+second = server.listen("127.0.0.1", 0, gswoole.SOCK_UDP)
+def on_packet(s, data, info):
+    s.sendto(info["address"], info["port"], data.upper(), info["server_socket"])
+server.on("packet", on_packet)
+server.on("workerStart", lambda s, wid: emit("SECOND", second.port))
+""", sock_type="gswoole.SOCK_UDP")
+    second_port = int(srv.wait_line(r"^SECOND (\d+)").group(1))
+    for port in (srv.port, second_port):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(5)
+            sock.connect(("127.0.0.1", port))   # accepts replies from that port only
+            sock.send(b"hey")
+            assert sock.recv(100) == b"HEY"
