@@ -57,18 +57,22 @@ def build_parser():
             continue
         kind = _setting_type(setting)
         if kind is None:
-            parser.add_argument(setting.cli, dest=setting.name, action="store_true",
+            parser.add_argument(*setting.flags, dest=setting.name, action="store_true",
                                 default=None, help=setting.doc)
         else:
-            parser.add_argument(setting.cli, dest=setting.name, type=kind, default=None,
+            parser.add_argument(*setting.flags, dest=setting.name, type=kind, default=None,
                                 metavar=setting.name.upper(), help=setting.doc)
     return parser
 
 
 # Config-file names: setting names, or the CLI flag without dashes
 # ("workers", "max_requests"), as in gunicorn's config files.
-_CONFIG_ALIASES = {s.cli.lstrip("-").replace("-", "_"): s.name
+_CONFIG_ALIASES = {s.flags[-1].lstrip("-").replace("-", "_"): s.name
                    for s in settings.SETTINGS if s.cli}
+# gunicorn's config-file spellings that differ from its flags
+_CONFIG_ALIASES.update(keepalive="http_keepalive_timeout", pidfile="pid_file",
+                       loglevel="log_level", accesslog="access_log", errorlog="log_file",
+                       proc_name="process_name")
 
 
 def load_config(path):

@@ -23,7 +23,14 @@ class Setting:
         self.default = default
         self.validate = validate   # value -> normalised value, raises ValueError/TypeError
         self.doc = doc
-        self.cli = cli             # gswoole-serve flag, if the setting has one
+        self.cli = cli             # gswoole-serve flag(s), if the setting has any
+
+    @property
+    def flags(self):
+        """The command-line flags, short one first: ('-w', '--workers')."""
+        if self.cli is None:
+            return ()
+        return self.cli if isinstance(self.cli, tuple) else (self.cli,)
 
 
 # Validators: each returns the normalised value or raises with a reason that
@@ -129,7 +136,7 @@ def logging_level(name):
 SETTINGS = [
     # processes
     Setting("worker_num", os.cpu_count() or 1, integer(1, 1024),
-            "Event worker processes.", cli="--workers"),
+            "Event worker processes.", cli=("-w", "--workers")),
     Setting("task_worker_num", 0, integer(0, 1024),
             "Task worker processes (ids after the event workers).", cli="--task-workers"),
     Setting("max_request", 0, integer(0),
@@ -144,14 +151,14 @@ SETTINGS = [
             "How long a stopping worker keeps serving open connections before it "
             "closes them and exits.", cli="--graceful-timeout"),
     Setting("process_name", "gswoole", text,
-            "Prefix of the process titles ('gswoole: worker process #0').", cli="--name"),
+            "Prefix of the process titles ('gswoole: worker process #0').", cli=("-n", "--name")),
     Setting("user", None, optional_text, "Run workers as this user (master must be root).",
-            cli="--user"),
-    Setting("group", None, optional_text, "Run workers as this group.", cli="--group"),
+            cli=("-u", "--user")),
+    Setting("group", None, optional_text, "Run workers as this group.", cli=("-g", "--group")),
     Setting("daemonize", False, boolean, "Detach the master from the terminal.",
-            cli="--daemon"),
+            cli=("-D", "--daemon")),
     Setting("pid_file", None, optional_text, "Write the master's pid here; removed on exit.",
-            cli="--pid"),
+            cli=("-p", "--pid")),
     Setting("log_file", None, optional_text, "Append logs here instead of stderr.",
             cli="--log-file"),
     Setting("log_level", "info", log_level, "Level of the 'gswoole' logger.",

@@ -205,7 +205,7 @@ def _reap(proc):
 @pytest.mark.parametrize("target", ["myapp:app", "myapp.py:app", "myapp:create_app",
                                     "myapp:create_app()"])
 def test_cli_serves_wsgi_app_with_two_workers_and_stops_on_sigint(tmp_path, target):
-    proc = _serve_cli(tmp_path, target, "--bind", "127.0.0.1:0", "--workers", "2")
+    proc = _serve_cli(tmp_path, target, "--bind", "127.0.0.1:0", "-w", "2")
     try:
         port = _port_of(proc)
         pids = {request(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")[2] for _ in range(30)}
@@ -223,7 +223,9 @@ def _children(pid):
 
 
 def test_cli_config_file(tmp_path):
-    (tmp_path / "conf.py").write_text("workers = 3\nbind = '127.0.0.1:0'\nmax_requests = 1000\n")
+    # gunicorn spellings: flag names and its config-only names
+    (tmp_path / "conf.py").write_text("workers = 3\nbind = '127.0.0.1:0'\nmax_requests = 1000\n"
+                                      "keepalive = 10\nloglevel = 'warning'\n")
     proc = _serve_cli(tmp_path, "myapp:app", "-c", "conf.py")
     try:
         port = _port_of(proc)
