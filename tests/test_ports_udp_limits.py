@@ -127,3 +127,18 @@ server.on("workerStart", lambda s, wid: emit("SECOND", second.port))
             sock.connect(("127.0.0.1", port))   # accepts replies from that port only
             sock.send(b"hey")
             assert sock.recv(100) == b"HEY"
+
+
+def test_unix_datagram_server(serve, tmp_path):
+    path = str(tmp_path / "dgram.sock")
+    client_path = str(tmp_path / "client.sock")
+    srv = serve("""
+def on_packet(s, data, info):
+    s.sendto(info["address"], 0, b"got " + data, info["server_socket"])
+server.on("packet", on_packet)
+""", host=path, sock_type="gswoole.SOCK_UNIX_DGRAM")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(client_path)   # a named client, so the server can answer it
+        sock.settimeout(5)
+        sock.sendto(b"hello", path)
+        assert sock.recv(100) == b"got hello"
