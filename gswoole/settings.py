@@ -215,7 +215,8 @@ SETTINGS = [
             "Longest header field; past it the answer is 431.",
             cli="--limit-request-field-size"),
     Setting("http_header_timeout", 10.0, seconds(),
-            "A client must send a request's headers within this time (slowloris guard)."),
+            "A client must send a request's headers within this time, and may not stall "
+            "inside a body longer than this (slowloris guards); past it: 408 and close."),
     Setting("http_keepalive_timeout", 5.0, seconds(),
             "Close a keep-alive connection idle this long between requests.",
             cli="--keep-alive"),

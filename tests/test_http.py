@@ -333,3 +333,14 @@ def test_graceful_stop_closes_idle_keepalive_at_once(http_serve):
         assert recv_until_eof(sock) == b""
         assert srv.wait_exit(10) == 0
         assert time.monotonic() - started < 5
+
+
+def test_stalled_body_is_cut_off(http_serve):
+    srv = http_serve('server.on("request", lambda req, resp: resp.end("x"))\n',
+                     settings="http_header_timeout=1.0")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\npart")
+        started = time.monotonic()
+        answer = recv_until_eof(sock, timeout=10)
+    assert time.monotonic() - started < 5
+    assert answer.startswith(b"HTTP/1.1 408")

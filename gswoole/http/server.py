@@ -14,7 +14,8 @@ Timeouts run from the reactor's once-a-second sweep, not from per-request
 timers, so the hot path carries no timer work: the sweep notes when it first
 sees a connection inside a request's headers (by the parser's request count),
 and one still there ``http_header_timeout`` later gets 408 and is closed
-(slowloris); an idle keep-alive connection is closed after
+(slowloris), as is one that stops sending in the middle of a body for that
+long; an idle keep-alive connection is closed after
 ``http_keepalive_timeout``; a stopping worker closes idle connections at once
 and answers in-flight requests with ``Connection: close``.
 """
@@ -131,11 +132,20 @@ class _HttpProtocol:
                 key = (fd, parser.requests_started)
                 since = in_headers[key] = self._in_headers.get(key, clock)
                 if since <= header_limit:
-                    reactor.send(fd, HTTPError(408, "Request Timeout").response_bytes())
+                    self._time_out(reactor, fd)
+            elif parser.idle:
+                if conn.last_time <= idle_limit:
                     reactor.close(fd)
-            elif parser.idle and conn.last_time <= idle_limit:
-                reactor.close(fd)
+            elif conn.last_time <= header_limit:
+                # Inside a body and silent for http_header_timeout: a slow
+                # upload is fine, a stalled one must not hold the worker.
+                self._time_out(reactor, fd)
         self._in_headers = in_headers
+
+    @staticmethod
+    def _time_out(reactor, fd):
+        reactor.send(fd, HTTPError(408, "Request Timeout").response_bytes())
+        reactor.close(fd)
 
     def close_idle(self, reactor):
         for fd, conn in list(reactor.conns.items()):
