@@ -32,7 +32,8 @@ class Connection:
     __slots__ = (
         "fd", "sock", "fileno", "listener", "remote", "connect_time", "last_time",
         "events", "busy", "state", "eof", "paused", "throttled", "warned", "splitter",
-        "reader", "writer", "out", "out_size", "drained", "linger_timer", "unsent", "_session",
+        "reader", "writer", "out", "out_size", "drained", "write_progress", "linger_timer", "unsent",
+        "_session",
     )
 
     def __init__(self, fd, sock, fileno, listener, remote, now):
@@ -56,6 +57,7 @@ class Connection:
         self.out = None          # deque of pending output, created on first need
         self.out_size = 0
         self.drained = None      # gevent Event for send_yield waiters
+        self.write_progress = 0  # clock of the last write that took queued output
         self.linger_timer = None
         self.unsent = 0          # kernel send queue at the last linger check
         self._session = None

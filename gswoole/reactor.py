@@ -70,6 +70,7 @@ class Reactor:
         self.pid = os.getpid()
         self.conns = {}
         self._closing = set()        # released connections whose sockets are still open
+        self._backlogged = set()     # connections with output waiting for the socket
         self._ready = deque()        # connections with events and no runner yet
         self._kicked = False         # a _kick is scheduled for this loop iteration
         self._spare = []
@@ -182,17 +183,26 @@ class Reactor:
         self._accepting = []
 
     def _on_accept(self, listener, sock, batch):
-        for _ in range(batch):
-            try:
-                fileno, addr = sock._accept()
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno in ACCEPT_ERRNOS_BACKOFF:
-                    self._back_off_accept(exc)
+        try:
+            for _ in range(batch):
+                try:
+                    fileno, addr = sock._accept()
+                except BlockingIOError:
                     return
-                continue  # ECONNABORTED and friends: that client is gone
-            self._add_connection(listener, fileno, addr)
+                except OSError as exc:
+                    if exc.errno in ACCEPT_ERRNOS_BACKOFF:
+                        self._back_off_accept(exc)
+                        return
+                    continue  # ECONNABORTED and friends: that client is gone
+                self._add_connection(listener, fileno, addr)
+        except Exception:
+            log.exception("worker #%d: error while accepting", self.worker_id)
+
+    def _callback_failed(self, what, conn):
+        log.exception("worker #%d: error while handling a %s on fd %d; resetting it",
+                      self.worker_id, what, conn.fd)
+        if conn.state == OPEN:
+            self.close(conn.fd, reset=True)
 
     def _back_off_accept(self, exc):
         log.error("accept() failed on worker #%d: %s; pausing accepts for 0.1 s",
@@ -233,38 +243,43 @@ class Reactor:
     # -- reading and dispatch (hub) ----------------------------------------
 
     def _on_read(self, conn):
+        # A libev callback: an exception escaping it would make gevent stop
+        # this watcher for good (a frozen connection), hence the catch-all.
         try:
-            data = conn.sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = None
-        if data:
-            if conn.state != OPEN:
-                return  # closing: read and discard (see _shutdown_write)
-            conn.last_time = self.clock
-            if conn.splitter is None:
-                conn.events.append(data)
-            else:
-                if not self._split(conn, data):
-                    return
-            if not conn.busy:
-                conn.busy = True
-                self._ready.append(conn)
-                if not self._kicked:
-                    self._kicked = True
-                    self.loop.run_callback(self._kick)
-            elif len(conn.events) > MAX_QUEUED_EVENTS:
-                conn.paused = True
-                conn.reader.stop()
-            return
-        self._on_eof(conn, broken=data is None)
+            try:
+                data = conn.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = None
+            if data:
+                if conn.state != OPEN:
+                    return  # closing: read and discard (see _shutdown_write)
+                conn.last_time = self.clock
+                if conn.splitter is None:
+                    conn.events.append(data)
+                else:
+                    if not self._split(conn, data):
+                        return
+                if not conn.busy:
+                    conn.busy = True
+                    self._ready.append(conn)
+                    if not self._kicked:
+                        self._kicked = True
+                        self.loop.run_callback(self._kick)
+                elif len(conn.events) > MAX_QUEUED_EVENTS:
+                    conn.paused = True
+                    conn.reader.stop()
+                return
+            self._on_eof(conn, broken=data is None)
+        except Exception:
+            self._callback_failed("read", conn)
 
     def _split(self, conn, data):
         """Feed framing; queue whole packets. False if nothing new to run."""
         try:
             packets = conn.splitter.feed(data)
-        except ValueError as exc:
+        except Exception as exc:   # FramingError, or a package_length_func that raised
             # Packets completed before the bad one are still delivered, then
             # the connection closes (as Swoole does): nothing after a framing
             # error can be trusted.
@@ -281,6 +296,8 @@ class Reactor:
         close_queued = conn.eof   # a half-closed HTTP connection already queued CLOSE
         conn.eof = True
         conn.reader.stop()
+        if conn.drained is not None and broken:
+            conn.drained.set()
         if broken:
             conn.drop_output()
         state = conn.state
@@ -371,8 +388,12 @@ class Reactor:
         if conn.paused:
             conn.paused = False
             self._resume_reading(conn)
+        if self.stopping and conn.fd == 0:
+            self._check_drained()   # a datagram queue just ran dry
 
     def _resume_reading(self, conn):
+        if conn.fd == 0 and self.stopping:
+            return   # a datagram queue of a stopping worker: the others read now
         if conn.state == OPEN and not (conn.eof or conn.paused or conn.throttled) \
                 and not conn.reader.active:
             conn.reader.start(self._on_read if conn.listener.is_stream else self._on_datagram,
@@ -427,7 +448,7 @@ class Reactor:
     def _routed(self, fd, op, *args, default=False):
         """Run ``op`` in the worker that owns ``fd`` (another process), if any."""
         pid, worker_id = self.shared.owner_of(fd)
-        if not pid or pid == self.pid or getcurrent() is self.hub:
+        if not pid or pid == self.pid or getcurrent() is self.hub or not _alive(pid):
             return self._fail(fd, None) if default is False else default
         return self.route(pid, worker_id, op, *args)
 
@@ -478,24 +499,33 @@ class Reactor:
             conn.writer = self.loop.io(conn.fileno, 2)
         if not conn.writer.active:
             conn.writer.start(self._on_writable, conn)
+            conn.write_progress = self.clock
+            self._backlogged.add(conn)
 
     def _on_writable(self, conn):
         try:
-            done = conn.write_pending()
-        except OSError:
-            conn.drop_output()
-            done = True
-            if conn.state == OPEN:
-                self._on_eof(conn, broken=True)
-        if conn.drained is not None and conn.out_size < self._buffer_limit:
-            conn.drained.set()
-        if conn.throttled and conn.out_size <= self._low_water:
-            conn.throttled = False
-            self._resume_reading(conn)
-        if done:
-            conn.writer.stop()
-            if conn.state == RELEASED:
-                self._shutdown_write(conn)
+            before = conn.out_size
+            try:
+                done = conn.write_pending()
+            except OSError:
+                conn.drop_output()
+                done = True
+                if conn.state == OPEN:
+                    self._on_eof(conn, broken=True)
+            if conn.out_size < before:
+                conn.write_progress = self.clock
+            if conn.drained is not None and conn.out_size < self._buffer_limit:
+                conn.drained.set()
+            if conn.throttled and conn.out_size <= self._low_water:
+                conn.throttled = False
+                self._resume_reading(conn)
+            if done:
+                conn.writer.stop()
+                self._backlogged.discard(conn)
+                if conn.state == RELEASED:
+                    self._shutdown_write(conn)
+        except Exception:
+            self._callback_failed("write", conn)
 
     def send_wait(self, fd, data):
         """Send all of ``data``, waiting in this greenlet for buffer room (up to
@@ -585,6 +615,8 @@ class Reactor:
             return self._fail(fd, conn)
         conn.state = CLOSING
         conn.drop_pending_receives()
+        if conn.drained is not None:
+            conn.drained.set()   # a send waiting for room gives up now
         if reset:
             self._reset(conn)
         conn.events.append(CLOSE)
@@ -659,6 +691,7 @@ class Reactor:
         self._check_drained()
 
     def _close_socket(self, conn):
+        self._backlogged.discard(conn)
         if conn.reader is not None:
             conn.reader.stop()
         if conn.writer is not None:
@@ -700,11 +733,27 @@ class Reactor:
 
     def _tick_clock(self):
         self.clock = int(time.time())
+        self._reset_stuck_writers()
         for sweep in self.sweepers:
             try:
                 sweep(self)
             except Exception:
                 log.exception("error in a connection sweep (worker #%d)", self.worker_id)
+
+    def _reset_stuck_writers(self):
+        # A peer that takes none of its queued output for send_timeout would
+        # pin up to buffer_output_size of memory forever (and hold up a
+        # graceful stop): give up on it.
+        limit = self.clock - self.setting["send_timeout"]
+        for conn in [c for c in self._backlogged if c.write_progress < limit]:
+            self._backlogged.discard(conn)
+            log.warning("worker #%d: fd %d took no output for %ss; resetting it",
+                        self.worker_id, conn.fd, self.setting["send_timeout"])
+            if conn.state == OPEN:
+                self.close(conn.fd, reset=True)
+            elif conn.sock is not None:
+                conn.drop_output()
+                self._destroy(conn)
 
     def _check_heartbeat(self, idle):
         limit = self.clock - idle
@@ -715,7 +764,8 @@ class Reactor:
                 self.close(fd)
 
     def _check_drained(self):
-        if self.stopping and not self.conns and not self._closing:
+        if self.stopping and not self.conns and not self._closing and \
+                not any(q.busy for q in self._datagram_queues):
             self._drained.set()
 
     def drain(self, timeout):
@@ -750,6 +800,16 @@ class Reactor:
         for conn in list(self.conns.values()) + list(self._closing):
             self._close_socket(conn)
         self.stop_accepting()
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _family_of(address):

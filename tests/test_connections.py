@@ -390,3 +390,19 @@ def _send_queue_full(sock):
     import termios
     outq = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
     return outq > 0
+
+
+def test_a_peer_that_never_reads_is_reset_after_send_timeout(serve):
+    srv = serve("""
+def on_receive(s, fd, rid, data):
+    while s.send(fd, b"z" * 65536):
+        pass
+server.on("receive", on_receive)
+server.on("close", lambda s, fd, rid: emit("CLOSE", fd, rid))
+""", settings="send_timeout=1.0")
+    sock = srv.connect()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b"go")
+    srv.wait_line(r"^CLOSE \d+ -1", timeout=10)
+    srv.wait_line(r"took no output for 1.0s; resetting it", stream="err")
+    sock.close()

@@ -70,3 +70,14 @@ server.set(package_length_func=length)
         sock.sendall(b"BAD stuff")
         assert recv_until_eof(sock) == b""
     srv.wait_line(r"^CLOSE -1")
+
+
+def test_length_func_that_raises_closes_instead_of_freezing(serve):
+    srv = serve("""
+import struct
+server.set(package_length_func=lambda buf: struct.unpack(">I", buf[:4])[0] + 4)
+""" + PACKET_ECHO + 'server.on("close", lambda s, fd, rid: emit("CLOSE", rid))\n')
+    with srv.connect() as sock:
+        sock.sendall(b"\x00\x00")   # too short: the user's function raises struct.error
+        assert recv_until_eof(sock) == b""
+    srv.wait_line(r"^CLOSE -1")

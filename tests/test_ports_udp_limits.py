@@ -142,3 +142,23 @@ server.on("packet", on_packet)
         sock.settimeout(5)
         sock.sendto(b"hello", path)
         assert sock.recv(100) == b"got hello"
+
+
+def test_udp_packets_read_before_a_reload_are_still_answered(serve):
+    import signal
+    srv = serve("""
+import gevent
+def on_packet(s, data, info):
+    gevent.sleep(0.3)   # still busy with the queue when the reload comes
+    s.sendto(info["address"], info["port"], data, info["server_socket"])
+server.on("packet", on_packet)
+server.on("workerStart", lambda s, wid: emit("WORKERSTART", wid))
+""", sock_type="gswoole.SOCK_UDP")
+    srv.wait_line(r"^WORKERSTART")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(10)
+        for n in range(5):
+            sock.sendto(b"p%d" % n, ("127.0.0.1", srv.port))
+        srv.signal(signal.SIGUSR1)
+        replies = sorted(sock.recvfrom(100)[0] for _ in range(5))
+    assert replies == [b"p%d" % n for n in range(5)]
