@@ -146,7 +146,7 @@ class _WsgiProtocol(_HttpProtocol):
             exchange.started = time.time()
         try:
             result = self.app(env, exchange.start_response)
-        except Exception:
+        except BaseException:   # gevent.Timeout is a BaseException too
             self._app_failed(exchange, env)
             return
         try:
@@ -164,7 +164,7 @@ class _WsgiProtocol(_HttpProtocol):
             # report to it; reset so the partial body cannot pass for whole.
             exchange.done = True
             self.abort(fd)
-        except Exception:
+        except BaseException:
             self._app_failed(exchange, env)
         finally:
             close = getattr(result, "close", None)
@@ -240,6 +240,7 @@ class _Exchange:
             if len(name) == 14 and name.lower() == "content-length":
                 self.length = int(value)
         version = self.parsed.version
+        self.keep = self.keep and not self.protocol.reactor.stopping
         extra = ""
         if self.length is None and not (status[0] == "1" or status[:3] in ("204", "304")):
             if body_length is not None:
@@ -254,14 +255,15 @@ class _Exchange:
             extra += "Connection: close\r\n"
         elif version < (1, 1):
             extra += "Connection: keep-alive\r\n"
-        self.head_sent = True
-        return b"".join((
+        head = b"".join((
             b"HTTP/1.1 " if version >= (1, 1) else b"HTTP/1.0 ",
             status.encode("latin-1"), b"\r\n",
             self.protocol.date(),
             encode_headers(headers),
             extra.encode("latin-1"),
             b"\r\n"))
+        self.head_sent = True   # only once it is built: a bad header can still get a 500
+        return head
 
     def write(self, data):
         """The PEP 3333 ``write`` callable, also used for iterable pieces."""
@@ -269,6 +271,10 @@ class _Exchange:
             raise TypeError("WSGI body pieces must be bytes, got %s" % type(data).__name__)
         out = self._head(None) if not self.head_sent else b""
         if self.parsed.method != "HEAD" and data:
+            if self.length is not None and self.sent + len(data) > self.length:
+                # More than the app's Content-Length: the excess would be read
+                # as the next response (response splitting). Drop it.
+                data = data[:max(0, self.length - self.sent)]
             self.sent += len(data)
             out += chunk(data) if self.chunked else data
         if out:
@@ -284,6 +290,8 @@ class _Exchange:
         if not self.head_sent:
             out = self._head(len(data))
             if self.parsed.method != "HEAD":
+                if self.length is not None and len(data) > self.length:
+                    data = data[:self.length]   # see write(): never past Content-Length
                 out += data
                 self.sent += len(data)
         else:
@@ -292,6 +300,12 @@ class _Exchange:
             out = LAST_CHUNK if self.chunked and self.parsed.method != "HEAD" else b""
         if out:
             self._send(out)
+        if self.length is not None and self.sent < self.length and self.parsed.method != "HEAD":
+            # Less than the app's Content-Length: the client would wait for the
+            # rest, or take the next response as the rest. Cut the connection.
+            log.warning("WSGI app sent %d of the %d bytes its Content-Length promised (%s)",
+                        self.sent, self.length, self.parsed.raw_uri)
+            raise _ClientGone()
         self._done()
 
     def can_sendfile(self, wrapper):
@@ -320,7 +334,7 @@ class _Exchange:
         conn = reactor.conns.get(self.fd)
         if conn is not None:
             conn.last_time = reactor.clock
-            if not self.keep:
+            if not self.keep or reactor.stopping:
                 reactor.close(self.fd)
 
     def log_access(self, env):

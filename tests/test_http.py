@@ -344,3 +344,22 @@ def test_stalled_body_is_cut_off(http_serve):
         answer = recv_until_eof(sock, timeout=10)
     assert time.monotonic() - started < 5
     assert answer.startswith(b"HTTP/1.1 408")
+
+
+@pytest.mark.parametrize("path", ["/badtype", "/inject", "/timeout"])
+def test_handler_errors_before_output_give_500(http_serve, path):
+    srv = http_serve("""
+import gevent
+def on_request(request, response):
+    if request.path == "/badtype":
+        response.end(123)
+    elif request.path == "/inject":
+        response.header("X-Evil", "a\\r\\nSet-Cookie: x=1")
+        response.end("never")
+    else:
+        with gevent.Timeout(0.01):
+            gevent.sleep(1)
+server.on("request", on_request)
+""")
+    status, headers, _ = request(srv.port, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
+    assert status == 500 and "set-cookie" not in headers

@@ -276,3 +276,39 @@ def test_bodies_larger_than_the_output_buffer_arrive_whole(wsgi_serve):
         _time.sleep(0.5)   # a slow reader: let the server's buffer fill first
         status, headers, body = read_response(sock, timeout=30)
     assert body == b"".join(b"%08d" % i * 8192 for i in range(80))
+
+
+@pytest.mark.parametrize("path", ["/short", "/long"])
+def test_app_content_length_is_enforced(wsgi_serve, path):
+    srv = wsgi_serve("""
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Length", "5")])
+            return [b"abc"] if environ["PATH_INFO"] == "/short" else [b"abcdefgh", b"ij"]
+    """)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                     % path.encode())
+        try:
+            data = recv_until_eof(sock)
+        except ConnectionResetError:
+            data = b"reset"
+    if path == "/long":
+        assert data.count(b"HTTP/1.1") == 1 and data.endswith(b"\r\n\r\nabcde")
+    else:
+        assert data == b"reset" or data.count(b"HTTP/1.1") == 1
+
+
+def test_handler_errors_after_partial_output_reset(wsgi_serve):
+    srv = wsgi_serve("""
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            def body():
+                yield b"partial"
+                raise RuntimeError("mid-body")
+            return body()
+    """)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        with pytest.raises(ConnectionResetError):
+            while sock.recv(65536):
+                pass

@@ -139,9 +139,9 @@ class Response:
             headers = headers + [("Connection", "close")]
         elif request.version < (1, 1):
             headers = headers + [("Connection", "keep-alive")]
-        request.keep_alive = keep
         parts.append(encode_headers(headers))
         parts.append(b"\r\n")
+        request.keep_alive = keep
         self._head_sent = True
         return b"".join(parts)
 
@@ -171,7 +171,6 @@ class Response:
         """Finish the response; with nothing written yet, head and body go in one send."""
         if self.finished:
             return False
-        self.finished = True
         data = _bytes(data)
         if not self._head_sent:
             out = self._head(len(data))
@@ -183,6 +182,9 @@ class Response:
                 out = b""
         else:
             out = data
+        # Finished only now: if building the response raised (a bad header,
+        # a body that is not bytes) the server can still answer with a 500.
+        self.finished = True
         ok = self._send(out) if out else True
         self._api.finish(self._request)
         return ok
@@ -199,10 +201,13 @@ class Response:
             count = min(count, size - offset)
             if not any(n.lower() == "content-type" for n, _ in self._headers):
                 self._headers.append(("Content-Type", _guess_type(path)))
+            head = self._head(count)
             self.finished = True
-            ok = self._api.send(self.fd, self._head(count))
+            ok = self._send(head)
             if ok and self._request.method != "HEAD":
                 ok = self._api.send_file(self.fd, f, offset, count)
+                if not ok:
+                    self._api.abort(self.fd)   # Content-Length promised, not delivered
         self._api.finish(self._request)
         return ok
 

@@ -79,18 +79,22 @@ class _HttpProtocol:
         response = Response(self, request)
         try:
             self.on_request(request, response)
-        except Exception:
+        except BaseException:   # gevent.Timeout is a BaseException too
             log.exception("error in request callback (%s %s, fd=%d, worker #%d)",
                           request.method, request.raw_uri, fd, self.reactor.worker_id)
             if not response._head_sent:
                 response._headers = [("Content-Type", "text/plain")]
+                response.finished = False
                 response.status(500)
                 response.end(b"Internal Server Error\n")
             else:
+                # Part of the body is out: reset first, so neither a FIN (the
+                # end of an HTTP/1.0 body) nor a kept-alive connection makes
+                # the truncated body look complete.
                 response.finished = True
-                self.finish(request)
-                self.close(fd, reset=True)   # a truncated body must not look complete
-                return
+                self.abort(fd)
+                request.cleanup()
+            return
         if not response.finished:
             response.end()
 
