@@ -91,7 +91,8 @@ class Arbiter:
         self.respawn_at = {}           # worker_id -> monotonic time
         self.quick_deaths = {}
         self.reload_queue = []
-        self.reload_waiting = None     # (new pid, give-up time)
+        self.replacing = {}            # new pid -> (old pid, give-up time): old serves till new is up
+        self.reload_step = None        # new pid of the reload step in progress
         self.stopping = False
         self.stop_deadline = None
         self.signal_queue = []
@@ -163,8 +164,7 @@ class Arbiter:
     def _next_deadline(self):
         times = list(self.respawn_at.values())
         times += [p.kill_at for p in self.procs.values() if p.kill_at is not None]
-        if self.reload_waiting:
-            times.append(self.reload_waiting[1])
+        times += [give_up for _, give_up in self.replacing.values()]
         return min(times) if times else time.monotonic() + 1.0
 
     def _call(self, event, *args):
@@ -238,6 +238,8 @@ class Arbiter:
     def stop(self, graceful):
         self.stopping = True
         self.reload_queue = []
+        self.reload_step = None
+        self.replacing.clear()
         self.respawn_at.clear()
         self.slots.clear()
         sig = signal.SIGTERM if graceful else signal.SIGQUIT
@@ -265,11 +267,16 @@ class Arbiter:
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, self._signums)
         try:
             pid = posix.fork()
-            if pid == 0:
-                self._become_worker(worker_id, context)   # never returns
-        finally:
-            if pid:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            self.shared.free_slot(slot)
+            log.error("cannot fork worker #%d: %s; trying again in %.0f s", worker_id, exc,
+                      MAX_BACKOFF)
+            self.respawn_at[worker_id] = time.monotonic() + MAX_BACKOFF
+            return None
+        if pid == 0:
+            self._become_worker(worker_id, context)   # never returns
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.shared.set(slot, "pid", pid)
         self.procs[pid] = _Proc(worker_id, pid, slot)
         self.slots[worker_id] = pid
@@ -324,18 +331,51 @@ class Arbiter:
             except ValueError:
                 continue
             if kind == b"R":
-                if self.reload_waiting and self.reload_waiting[0] == pid:
-                    self._finish_reload_step()
+                self._replacement_ready(pid)
             elif kind == b"X":
                 self._on_worker_retiring(pid)
 
     def _on_worker_retiring(self, pid):
+        """A worker asks to retire (max_request, stop()): it keeps serving
+        until its replacement is up, then gets TERM."""
         proc = self.procs.get(pid)
         if proc is None or proc.retiring or self.stopping:
             return
-        self._mark_retiring(proc)
         if self.slots.get(proc.worker_id) == pid:
-            self.spawn(proc.worker_id)
+            self._replace(proc.worker_id)
+
+    def _replace(self, worker_id):
+        """Fork a new worker for ``worker_id``; the old one keeps serving (and
+        accepting) until the new one says it is ready. Returns the new pid."""
+        old = self.slots[worker_id]
+        new = self.spawn(worker_id)
+        if new is None:   # fork failed: the old worker simply stays
+            self.slots[worker_id] = old
+            self.respawn_at.pop(worker_id, None)
+            return None
+        self.procs[old].retiring = True
+        self.replacing[new] = (old, time.monotonic() + READY_TIMEOUT)
+        return new
+
+    def _replacement_ready(self, new):
+        entry = self.replacing.pop(new, None)
+        if entry is not None:
+            self._retire(entry[0], signal.SIGTERM)
+        if new == self.reload_step:
+            self._end_reload_step()
+
+    def _replacement_failed(self, new, worker_id):
+        """The replacement died before it was ready: the old worker stays."""
+        old, _ = self.replacing.pop(new)
+        proc = self.procs.get(old)
+        if proc is not None and not self.stopping:
+            log.error("replacement of worker #%d died before it was ready; keeping pid %d",
+                      worker_id, old)
+            proc.retiring = False
+            self.slots[worker_id] = old
+            self.respawn_at.pop(worker_id, None)
+        if new == self.reload_step:
+            self._end_reload_step()
 
     # -- reaping and managing -------------------------------------------
 
@@ -360,15 +400,17 @@ class Arbiter:
         worker_id = proc.worker_id
         slot = self.shared.read_slot(proc.slot)
         self.shared.free_slot(proc.slot)
+        how = "was killed by %s" % signal.Signals(signum).name if signum \
+            else "exited with code %d" % exit_code
+        if slot["task_src_pid"]:
+            self._fail_task(slot, worker_id, how)   # even a clean exit (QUIT) mid-task
         if exit_code or signum:
-            how = "was killed by %s" % signal.Signals(signum).name if signum \
-                else "exited with code %d" % exit_code
             log.error("worker #%d (pid %d) %s", worker_id, proc.pid, how)
-            if slot["task_src_pid"]:
-                self._fail_task(slot, worker_id, how)
             self._call("workererror", self.server, worker_id, proc.pid, exit_code, signum)
-        if self.reload_waiting and self.reload_waiting[0] == proc.pid:
-            self._finish_reload_step()
+        if proc.pid in self.replacing:
+            self.slots.pop(worker_id, None)
+            self._replacement_failed(proc.pid, worker_id)
+            return
         if self.slots.get(worker_id) != proc.pid:
             return  # a retired or removed worker: its replacement is already there
         del self.slots[worker_id]
@@ -413,11 +455,12 @@ class Arbiter:
                           proc.worker_id, proc.pid)
                 self._signal(proc.pid, signal.SIGKILL)
                 proc.kill_at = None
-        if self.reload_waiting and self.reload_waiting[1] <= now:
-            log.warning("replacement worker pid %d not ready after %.0f s; reload goes on",
-                        self.reload_waiting[0], READY_TIMEOUT)
-            self._finish_reload_step()
-        if self.reload_queue and self.reload_waiting is None and not self.stopping:
+        for new, (old, give_up) in list(self.replacing.items()):
+            if give_up <= now:
+                log.warning("replacement pid %d not ready after %.0f s; stopping pid %d anyway",
+                            new, READY_TIMEOUT, old)
+                self._replacement_ready(new)
+        if self.reload_queue and self.reload_step is None and not self.stopping:
             self._start_reload_step()
 
     def _total_workers(self):
@@ -427,16 +470,14 @@ class Arbiter:
         while self.reload_queue:
             worker_id = self.reload_queue.pop(0)
             old = self.slots.get(worker_id)
-            if old is None:
+            if old is None or self.procs[old].retiring:
                 continue
-            new = self.spawn(worker_id)
-            self.reload_waiting = (new, time.monotonic() + READY_TIMEOUT, old)
-            return
+            self.reload_step = self._replace(worker_id)
+            if self.reload_step is not None:
+                return
 
-    def _finish_reload_step(self):
-        _, _, old = self.reload_waiting
-        self.reload_waiting = None
-        self._retire(old, signal.SIGTERM)
+    def _end_reload_step(self):
+        self.reload_step = None
         if not self.reload_queue:
             log.info("reload finished")
 

@@ -97,11 +97,16 @@ class Reactor:
 
     # -- accepting -----------------------------------------------------------
 
-    def start(self):
+    def open_sockets(self):
+        """Bind this worker's own sockets (reuse_port) before workerStart runs,
+        so clients queue in its backlog meanwhile instead of being refused."""
         backlog = self.setting["backlog"]
+        self._sockets = [(listener, listener.open_worker_socket(backlog))
+                         for listener in self.listeners]
+
+    def start(self):
         shared_sockets = not self.setting["enable_reuse_port"]
-        for listener in self.listeners:
-            sock = listener.open_worker_socket(backlog)
+        for listener, sock in self._sockets:
             if not listener.is_stream:
                 self._start_datagrams(listener, sock)
                 continue

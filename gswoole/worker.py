@@ -106,6 +106,7 @@ class Worker:
             watcher = hub_loop.signal(signum)
             watcher.start(handler)
         unblock_signals()
+        self.reactor.open_sockets()
         self._call("workerstart", self.server, self.worker_id)
         if not self._stop.is_set():
             self.reactor.start()
@@ -159,21 +160,22 @@ class Worker:
         self._stop.set()
 
     def retire(self):
-        """Stop on our own account: ask the master for a replacement first."""
+        """Ask to be replaced (max_request, stop()): the master forks the
+        replacement and sends us SIGTERM once it is ready, so this worker
+        keeps accepting until then and no connection is ever refused."""
         if self._retiring or self._stop.is_set():
             return
         self._retiring = True
         log.info("worker #%d (pid %d) retiring after %d requests", self.worker_id, self.pid,
                  self.reactor.request_count)
         self.context.tell_master(b"X")
-        self.stop()
 
     # -- stats -----------------------------------------------------------
 
     def publish(self):
         r = self.reactor
         self.context.shared.write_slot(
-            self.context.slot, retiring=int(self._retiring or self._stop.is_set()),
+            self.context.slot, retiring=int(self._stop.is_set()),
             accept_count=r.accept_count, close_count=r.close_count,
             connection_num=len(r.conns), request_count=r.request_count)
 

@@ -349,3 +349,40 @@ server.start()
     os.kill(int(first.group(1)), signal.SIGKILL)
     second = srv.wait_line(r"^WORKERSTART (\d+) ([\d.]+)", count=2)
     assert float(second.group(2)) - killed_at < 0.5
+
+
+def test_reload_keeps_the_old_worker_when_its_replacement_cannot_start(serve, tmp_path):
+    broken = tmp_path / "broken"
+    srv = serve(ECHO + """
+def boot(s, wid):
+    if os.path.exists(%r):
+        os._exit(3)   # e.g. a dependency down at boot
+    emit("BOOTED", wid, os.getpid())
+server.on("workerStart", boot)
+""" % str(broken))
+    old = int(srv.wait_line(r"^BOOTED 0 (\d+)").group(1))
+    broken.write_text("")
+    srv.signal(signal.SIGUSR1)
+    srv.wait_line(r"replacement of worker #0 died before it was ready; keeping pid %d" % old,
+                  stream="err")
+    assert _echo_once(srv) == b"ping"
+    assert old in srv.children()
+
+
+@pytest.mark.parametrize("reuse_port", [False, True])
+def test_retiring_worker_accepts_until_its_replacement_is_ready(serve, reuse_port):
+    srv = serve("""
+import time
+server.on("receive", lambda s, fd, rid, data: s.send(fd, data))
+def boot(s, wid):
+    emit("WORKERSTART", wid)
+    time.sleep(0.5)   # a slow workerStart: the old worker must cover for it
+server.on("workerStart", boot)
+""", settings="max_request=5, max_request_grace=0, enable_reuse_port=%r" % reuse_port)
+    srv.wait_line(r"^WORKERSTART")   # with reuse_port nothing listens before the first worker
+    loop = ClientLoop(srv)
+    try:
+        srv.wait_line(r"^WORKERSTART", count=3, timeout=30)
+    finally:
+        loop.stop()
+    assert not loop.failures, loop.failures[:5]
