@@ -5,6 +5,7 @@ but listens only in ``start()``: a client that connects before the server
 starts is refused rather than left waiting in a backlog nobody serves.
 """
 
+import errno
 import os
 import socket
 import stat
@@ -116,11 +117,15 @@ def _remove_stale_unix_socket(path):
     if not stat.S_ISSOCK(mode):
         raise OSError("cannot bind unix:%s: the path exists and is not a socket" % path)
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
     try:
         probe.connect(path)
-    except ConnectionRefusedError:
-        os.unlink(path)   # left over by a process that died: safe to replace
-    except OSError:
+    except (ConnectionRefusedError, OSError) as exc:
+        if not isinstance(exc, ConnectionRefusedError) and exc.errno != errno.EPROTOTYPE:
+            raise OSError("cannot bind unix:%s: %s" % (path, exc)) from None
+        # Refused: left over by a process that died. EPROTOTYPE: a datagram
+        # socket; nothing can tell whether it is alive, and binding over it
+        # is what the caller asked for.
         os.unlink(path)
     else:
         raise OSError("cannot bind unix:%s: another server is listening there" % path)

@@ -19,6 +19,8 @@ import os
 import random
 import select
 import signal
+
+from gevent.select import poll as gevent_poll
 import socket
 import sys
 import traceback
@@ -64,7 +66,9 @@ class TaskWorker:
         receivers = [self.private, self.channels.task_inboxes[self.worker_id][1]]
         if self.channels.task_queue is not None:
             receivers.append(self.channels.task_queue[1])
-        poller = select.poll()   # not select(): descriptors may be past 1023
+        # gevent's poll: not select() (descriptors may be past 1023), and the
+        # hub runs while we wait, so timers and greenlets of this process work.
+        poller = gevent_poll()
         by_fd = {}
         for sock in receivers:
             sock.setblocking(False)

@@ -136,9 +136,13 @@ class Mailbox:
 
     # -- sending ---------------------------------------------------------
 
-    def _outbox(self, key, sock, address=None):
+    def _outbox(self, key, sock=None, address=None):
+        """The outbox for ``key``, made on first use (``sock`` None: a new
+        unbound datagram socket for sending to ``address``)."""
         box = self._outboxes.get(key)
         if box is None:
+            if sock is None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             sock.setblocking(False)
             box = self._outboxes[key] = _Outbox(sock, self.loop, address)
         return box
@@ -149,24 +153,19 @@ class Mailbox:
             return self._outbox(("w", worker_id), pair[0])
         if not pid:
             return None
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        return self._outbox(("p", pid), sock, ipc.inbox_address(self.master_pid, pid))
+        return self._outbox(("p", pid), None, ipc.inbox_address(self.master_pid, pid))
 
     def _post(self, box, kind, msg_id, obj, dst_pid=0, dst_worker=-1):
         datagram, memfd = ipc.encode(kind, self.worker_id, self.pid, msg_id, obj,
                                      dst_pid, dst_worker)
         if not box.room.is_set():
-            if getcurrent() is self.loop_hub():
+            if getcurrent() is gevent.get_hub():
                 return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW)
             if not box.room.wait(self.setting["send_timeout"]):
                 if memfd is not None:
                     os.close(memfd)
                 return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW)
         return box.put(datagram, memfd)
-
-    @staticmethod
-    def loop_hub():
-        return gevent.get_hub()
 
     # -- tasks -----------------------------------------------------------
 
@@ -291,8 +290,7 @@ class Mailbox:
         # A message for the process we share a worker id with (one of us is
         # draining for a reload): hand it over through its private inbox.
         datagram, memfd = ipc.encode_raw(message)
-        box = self._outbox(("p", message.dst_pid),
-                           socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM),
+        box = self._outbox(("p", message.dst_pid), None,
                            ipc.inbox_address(self.master_pid, message.dst_pid))
         box.put(datagram, memfd)
 

@@ -696,3 +696,15 @@ def cmd_quick(s, fd, value):
     with Conn(srv) as conn:
         assert conn.ask("quick", "through") == "through"
     assert not srv.matching(r"^WORKERERROR")
+
+
+def test_timers_run_in_a_task_worker(serve):
+    srv = serve("""
+def boot(s, wid):
+    if s.taskworker:
+        s.tick(20, lambda tid: emit("TICK", wid))
+server.on("workerStart", boot)
+server.on("task", lambda s, tid, src, data: data)
+server.on("receive", lambda s, fd, rid, data: None)
+""", settings="task_worker_num=1")
+    srv.wait_line(r"^TICK 1", count=3)
