@@ -256,7 +256,8 @@ server.on("request", on_request)
     (b"GET / HTTP/1.1\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n", 431),
     (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999\r\n\r\n", 413),
     # a TLS ClientHello: llhttp sees an unknown method
-    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n", (400, 501)),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n", 400),
+    (b"BLAH\r\n\r\n", 400),
 ])
 def test_bad_requests_get_4xx_and_close(http_serve, raw, expected):
     srv = http_serve('server.on("request", lambda req, resp: resp.end("should not run"))\n')

@@ -46,7 +46,7 @@ STRICTER = {
     "009": (400, "Content-Length with Transfer-Encoding is refused (DESIGN 5; llhttp too)"),
     "013": (400, "llhttp refuses whitespace around ';' in chunk extensions"),
     "027": (400, "llhttp refuses raw non-ASCII bytes in the request target"),
-    "031": (501, "llhttp knows only registered methods; unknown ones get 501"),
+    "031": (400, "llhttp knows only registered methods; an unknown one is a bad request"),
     "rfc9112_target_authority_connect_01": (501, "CONNECT: gswoole is not a proxy"),
     "rfc9112_target_authority_ipv6_01": (501, "CONNECT: gswoole is not a proxy"),
 }
@@ -526,7 +526,7 @@ def test_forbidden_trailers(name):
     (b"GET / HTTP/0.9\r\n\r\n", 505),
     (b"GET /\r\n\r\n", 505),                                  # an HTTP/0.9 simple request
     (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),               # the HTTP/2 preface
-    (b"FOO / HTTP/1.1\r\n\r\n", 501),
+    (b"FOO / HTTP/1.1\r\n\r\n", 400),
     (b"CONNECT example.com:443 HTTP/1.1\r\n\r\n", 501),
     (b"DESCRIBE / RTSP/1.0\r\n\r\n", 501),
     (b"GET * HTTP/1.1\r\n\r\n", 400),

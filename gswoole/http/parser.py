@@ -53,8 +53,9 @@ Rules added on top of llhttp (gunicorn's request corpus shows what is needed):
 * Versions: only HTTP/1.0 and HTTP/1.1; llhttp also takes 0.9 and 2.0, and
   an HTTP/2 preface: all 505.
 * Methods: llhttp knows a fixed set (no custom methods, e.g. "-BLARGH"); an
-  unknown one is 501, as RFC 9110 9.1 says. CONNECT is 501 too: we are not a
-  proxy. RTSP/ICE-only methods llhttp accepts with their own protocol are 501.
+  unknown one is 400 (see _LLHTTP_STATUS for why not RFC 9110's 501). CONNECT
+  is 501: we are not a proxy. RTSP/ICE-only methods llhttp accepts with their
+  own protocol are 501.
 * Request target: origin-form ("/..."), absolute-form (split with urlsplit;
   no scheme/host, or unparsable, is 400), "*" only with OPTIONS (else 400).
   llhttp refuses authority-form for other methods and raw non-ASCII bytes.
@@ -115,7 +116,11 @@ _FORBIDDEN_TRAILERS = frozenset((
 
 # llhttp's error messages that deserve a status other than 400.
 _LLHTTP_STATUS = {
-    "Invalid method encountered": 501,
+    # An unknown method token is a 400, not RFC 9110's 501: llhttp stops at
+    # its first unknown byte, before the line shows whether this is a request
+    # line at all (a TLS handshake, garbage), and the answer must not depend
+    # on how the bytes were chunked. Methods llhttp knows but we do not serve
+    # (CONNECT, RTSP's) still get 501, from on_headers_complete.
     "Invalid method for HTTP/x.x request": 501,
     "Invalid HTTP version": 505,
     "Pause on PRI/Upgrade": 505,          # an HTTP/2 connection preface
