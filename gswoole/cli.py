@@ -19,6 +19,7 @@ import runpy
 import sys
 
 from . import __version__, settings
+from .errors import ServerStateError
 
 EXIT_USAGE = 2
 
@@ -207,7 +208,11 @@ def main(argv=None):
     except (UsageError, settings.SettingError, OSError) as exc:
         print("gswoole-serve: error: %s" % exc, file=sys.stderr)
         return EXIT_USAGE
-    server.start()
+    try:
+        server.start()
+    except (ServerStateError, settings.SettingError) as exc:
+        print("gswoole-serve: error: %s" % exc, file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

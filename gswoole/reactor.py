@@ -751,6 +751,13 @@ class Reactor:
         # graceful stop): give up on it.
         limit = self.clock - self.setting["send_timeout"]
         for conn in [c for c in self._backlogged if c.write_progress < limit]:
+            # The kernel's own buffer may still be draining to a slow reader
+            # (our queue waits behind it): that is progress too.
+            unsent = _unsent_bytes(conn.fileno) if conn.sock is not None else 0
+            if 0 < unsent < conn.unsent or (unsent and not conn.unsent):
+                conn.unsent = unsent
+                conn.write_progress = self.clock
+                continue
             self._backlogged.discard(conn)
             log.warning("worker #%d: fd %d took no output for %ss; resetting it",
                         self.worker_id, conn.fd, self.setting["send_timeout"])
@@ -769,9 +776,16 @@ class Reactor:
                 self.close(fd)
 
     def _check_drained(self):
-        if self.stopping and not self.conns and not self._closing and \
-                not any(q.busy for q in self._datagram_queues):
+        if self.stopping and self._idle_enough():
             self._drained.set()
+
+    def _idle_enough(self):
+        """No connection left that could still lose data: closed sockets that
+        merely linger with everything delivered do not hold a stop up."""
+        if self.conns or any(q.busy for q in self._datagram_queues):
+            return False
+        return all(c.sock is None or (not c.out_size and not _unsent_bytes(c.fileno))
+                   for c in self._closing)
 
     def drain(self, timeout):
         """Stop accepting and wait up to ``timeout`` for open connections to
@@ -782,8 +796,15 @@ class Reactor:
             self._heartbeat.stop()
         for hook in self.stop_hooks:
             hook(self)
+        deadline = time.monotonic() + timeout
         self._check_drained()
-        clean = self._drained.wait(timeout)
+        # Re-check now and then: a lingering socket's kernel queue empties
+        # without any event of ours.
+        while not self._drained.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+            self._check_drained()
+            if time.monotonic() >= deadline:
+                break
+        clean = self._drained.is_set()
         if not clean:
             errors.set_last_error(errors.WORKER_EXIT_TIMEOUT)
             log.warning("worker #%d: max_wait_time (%ss) passed with %d connection(s) open; "

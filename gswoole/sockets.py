@@ -1,8 +1,10 @@
 """Socket types and listening sockets.
 
-``Server(...)`` binds at once so ``server.port`` is known (also for port 0),
-but listens only in ``start()``: a client that connects before the server
-starts is refused rather than left waiting in a backlog nobody serves.
+``Server(...)`` binds and listens at once, so ``server.port`` is known (also
+for port 0) and a second server on the same address fails right there, not
+at its ``start()``: two bound but unlistening SO_REUSEADDR sockets may share
+a port on Linux. A client that connects before ``start()`` waits in the
+backlog and is served once the workers are up.
 """
 
 import errno
@@ -50,6 +52,8 @@ class Listener:
         self.half_close = False        # EOF still lets queued events answer (HTTP)
         self.on_connect = self.on_receive = self.on_close = None
         self.sock = self._bind(port, reuse_port=False)
+        if self.is_stream:
+            self.sock.listen(128)   # start() sets the configured backlog
         self.address = self.sock.getsockname()
         self.port = self.address[1] if self.is_tcp else 0
 

@@ -77,3 +77,9 @@ def test_every_setting_documented():
             assert setting.validate(setting.default) == setting.default
     table = settings.table()
     assert all("`%s`" % s.name in table for s in settings.SETTINGS)
+
+
+def test_second_server_on_the_same_port_fails_at_construction():
+    first = gswoole.Server("127.0.0.1", 0)
+    with pytest.raises(OSError, match="cannot bind"):
+        gswoole.Server("127.0.0.1", first.port)

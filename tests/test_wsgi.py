@@ -247,6 +247,7 @@ def test_cli_version():
     (["myapp:app", "--workers", "0"], "setting 'worker_num': must be >= 1"),
     (["myapp:app", "--bind", "nonsense:port"], "bad --bind address"),
     (["nofile.py:app"], "does not exist"),
+    (["myapp:app", "--task-workers", "1"], "no 'task' callback"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, args, message):
     (tmp_path / "myapp.py").write_text(APP_FILE)
