@@ -160,6 +160,21 @@ class _Splitter:
         return FramingError("%s of %d bytes is larger than package_max_length (%d)"
                             % (what, size, self._max), packets)
 
+    def _joined(self, data, need):
+        """The buffered start of a packet plus ``data``, as one ``bytes`` (the
+        buffer is emptied); None while the total is still below ``need``."""
+        if type(data) is not bytes:
+            data = bytes(data)
+        buf = self._buf
+        if not buf:
+            return data
+        buf += data
+        if len(buf) < need:
+            return None
+        data = bytes(buf)
+        buf.clear()
+        return data
+
 
 class EofCheckSplitter(_Splitter):
     """open_eof_check: deliver the whole buffer once it ends with the EOF."""
@@ -261,15 +276,9 @@ class LengthSplitter(_Splitter):
 
     def feed(self, data):
         """Return the length-framed packets completed by ``data``."""
-        if type(data) is not bytes:
-            data = bytes(data)
-        buf = self._buf
-        if buf:
-            buf += data
-            if len(buf) < self._need:
-                return []
-            data = bytes(buf)
-            buf.clear()
+        data = self._joined(data, self._need)
+        if data is None:
+            return []
         unpack, offset, body, header = self._unpack, self._offset, self._body, self._header
         size = len(data)
         packets = []
@@ -287,7 +296,7 @@ class LengthSplitter(_Splitter):
             start += total
         self._need = need
         if start < size:
-            buf += memoryview(data)[start:]
+            self._buf += memoryview(data)[start:]
         return packets
 
     def _bad_length(self, length, total, packets):
@@ -322,15 +331,9 @@ class LengthFuncSplitter(_Splitter):
 
     def feed(self, data):
         """Return the packets completed by ``data``, as measured by the function."""
-        if type(data) is not bytes:
-            data = bytes(data)
-        buf = self._buf
-        if buf:
-            buf += data
-            if len(buf) < self._need:
-                return []
-            data = bytes(buf)
-            buf.clear()
+        data = self._joined(data, self._need)
+        if data is None:
+            return []
         size = len(data)
         packets = []
         start = 0
@@ -354,7 +357,7 @@ class LengthFuncSplitter(_Splitter):
             need = 0
         self._need, self._measured = need, measured
         if start < size:
-            buf += memoryview(data)[start:]
+            self._buf += memoryview(data)[start:]
         return packets
 
     def _measure(self, data, start, avail, need, packets):

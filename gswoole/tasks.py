@@ -44,18 +44,24 @@ class _Outbox:
         self.room.set()
         self._watcher = loop.io(sock.fileno(), 2)
 
+    def _send(self, datagram, memfd):
+        """True if sent, None if the socket is full, False if dropped."""
+        try:
+            ipc.send_datagram(self.sock, datagram, memfd, self.address)
+            return True
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if memfd is not None:
+                os.close(memfd)
+            log.warning("message dropped: %s", exc)
+            return False
+
     def put(self, datagram, memfd=None):
         if not self.queue:
-            try:
-                ipc.send_datagram(self.sock, datagram, memfd, self.address)
-                return True
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                if memfd is not None:
-                    os.close(memfd)
-                log.warning("message dropped: %s", exc)
-                return False
+            sent = self._send(datagram, memfd)
+            if sent is not None:
+                return sent
         self.queue.append((datagram, memfd))
         if len(self.queue) >= OUTBOX_LIMIT:
             self.room.clear()
@@ -66,15 +72,8 @@ class _Outbox:
     def _flush(self):
         queue = self.queue
         while queue:
-            datagram, memfd = queue[0]
-            try:
-                ipc.send_datagram(self.sock, datagram, memfd, self.address)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if memfd is not None:
-                    os.close(memfd)
-                log.warning("message dropped: %s", exc)
+            if self._send(*queue[0]) is None:
+                return   # still full: the watcher calls again
             queue.popleft()
             if len(queue) < OUTBOX_LIMIT:
                 self.room.set()
