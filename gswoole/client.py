@@ -74,6 +74,13 @@ def _to_bytes(data):
 class _ClientBase:
     """What both clients share: socket type, settings, errors, addresses."""
 
+    def _send_all(self, sock, data):
+        """A whole stream write, or one datagram, within the I/O timeout."""
+        if self._stream:
+            _timed(self._io_timeout, sock.sendall, data)
+            return len(data)
+        return _timed(self._io_timeout, sock.send, data)
+
     def __init__(self, sock_type=SOCK_TCP):
         if sock_type not in _FAMILY:
             raise ValueError("unknown sock_type %r" % (sock_type,))
@@ -291,12 +298,8 @@ class Client(_ClientBase):
         data = _to_bytes(data)
         if not self._connected:
             return self._fail(errno.ENOTCONN)
-        sock = self._sock
         try:
-            if self._stream:
-                _timed(self._io_timeout, sock.sendall, data)
-                return len(data)
-            return _timed(self._io_timeout, sock.send, data)
+            return self._send_all(self._sock, data)
         except OSError as exc:
             if self._stream:
                 self._drop_socket()
@@ -499,10 +502,7 @@ class AsyncClient(_ClientBase):
             return self._fail(errno.ENOTCONN)
         with self._write_lock:
             try:
-                if self._stream:
-                    _timed(self._io_timeout, sock.sendall, data)
-                    return len(data)
-                return _timed(self._io_timeout, sock.send, data)
+                return self._send_all(sock, data)
             except OSError as exc:
                 if self._closing:
                     return self._fail(errno.ENOTCONN)
