@@ -483,21 +483,29 @@ class Reactor:
                             self._buffer_limit)
             return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW)
         deadline = time.monotonic() + self.setting["send_timeout"]
-        while conn.out_size + size > self._buffer_limit:
-            if conn.state != OPEN:
-                return self._fail(conn.fd, conn)
+        if not self._wait_output(conn, self._buffer_limit - size, deadline):
+            return self._no_room(conn)
+        conn.queue_output(data)
+        self._start_writer(conn)
+        return True
+
+    def _wait_output(self, conn, allowed, deadline):
+        """Wait, in this greenlet, until ``conn`` has at most ``allowed`` bytes
+        queued. False if it closed or ``deadline`` passed first."""
+        while conn.out_size > allowed:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW)
+            if conn.state != OPEN or conn.sock is None or remaining <= 0:
+                return False
             if conn.drained is None:
                 conn.drained = Event()
             conn.drained.clear()
             conn.drained.wait(remaining)
-        if conn.state != OPEN:
+        return conn.state == OPEN and conn.sock is not None
+
+    def _no_room(self, conn):
+        if conn.state != OPEN or conn.sock is None:
             return self._fail(conn.fd, conn)
-        conn.queue_output(data)
-        self._start_writer(conn)
-        return True
+        return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW)
 
     def _start_writer(self, conn):
         if conn.writer is None:
@@ -547,15 +555,8 @@ class Reactor:
         deadline = time.monotonic() + self.setting["send_timeout"]
         for start in range(0, len(data), step):
             piece = data[start:start + step]
-            while conn.out_size + len(piece) > limit:
-                remaining = deadline - time.monotonic()
-                if conn.state != OPEN or remaining <= 0:
-                    return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW
-                                                 if conn.state == OPEN else errors.SESSION_CLOSED)
-                if conn.drained is None:
-                    conn.drained = Event()
-                conn.drained.clear()
-                conn.drained.wait(remaining)
+            if not self._wait_output(conn, limit - len(piece), deadline):
+                return self._no_room(conn)
             if not self.send(fd, piece):
                 return False
         return True
@@ -564,16 +565,7 @@ class Reactor:
         """Block this greenlet until ``fd``'s queued output is all written.
         Returns False if the connection went away or ``timeout`` passed."""
         conn = self.conns.get(fd)
-        deadline = time.monotonic() + timeout
-        while conn is not None and conn.out_size and conn.sock is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            if conn.drained is None:
-                conn.drained = Event()
-            conn.drained.clear()
-            conn.drained.wait(remaining)
-        return conn is not None and conn.sock is not None and conn.state == OPEN
+        return conn is not None and self._wait_output(conn, 0, time.monotonic() + timeout)
 
     def send_file(self, fd, file, offset=0, count=None):
         """Write ``count`` bytes of ``file`` (from ``offset``) with os.sendfile.
