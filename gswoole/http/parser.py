@@ -392,8 +392,12 @@ class RequestParser:
         url = self._url
         raw_uri = (url[0] if len(url) == 1 else b"".join(url)).decode("latin-1")
         if raw_uri[:1] == "/":                       # origin-form: the usual case
-            path, _, fragment = raw_uri.partition("#")
-            path, _, query = path.partition("?")
+            if "?" in raw_uri or "#" in raw_uri:
+                path, _, fragment = raw_uri.partition("#")
+                path, _, query = path.partition("?")
+            else:
+                path = raw_uri
+                query = fragment = ""
         else:
             path, query, fragment = self._split_target(method, raw_uri)
 
