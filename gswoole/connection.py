@@ -31,7 +31,7 @@ IOV_MAX = 512
 class Connection:
     __slots__ = (
         "fd", "sock", "fileno", "listener", "remote", "connect_time", "last_time",
-        "events", "busy", "state", "eof", "paused", "throttled", "warned", "splitter",
+        "events", "busy", "state", "eof", "paused", "throttled", "warned", "corked", "splitter",
         "reader", "writer", "out", "out_size", "drained", "write_progress", "linger_timer", "unsent",
         "_session",
     )
@@ -51,6 +51,7 @@ class Connection:
         self.paused = False      # reading stopped until the event queue drains
         self.throttled = False   # reading stopped until queued output drains
         self.warned = False      # an overflow was logged for this connection
+        self.corked = False      # sends are gathered into one write (pipelined input)
         self.splitter = None     # framing, when the port has it
         self.reader = None
         self.writer = None

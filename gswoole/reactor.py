@@ -370,6 +370,7 @@ class Reactor:
                     self._report("connect", fd)
             elif event is CLOSE:
                 events.clear()
+                conn.corked = False   # _release flushes what was gathered
                 try:
                     if listener.on_close is not None:
                         listener.on_close(server, fd, -1 if conn.state == CLOSING else worker_id)
@@ -382,6 +383,12 @@ class Reactor:
                 self.close(fd)   # queues CLOSE, which this loop runs next
             else:
                 # data, a framed packet, or a parsed request (HTTP)
+                if events and not conn.corked:
+                    # More input is queued behind this one (pipelining): gather
+                    # the answers into one write. The hub uncorks on its next
+                    # turn, so a callback that blocks does not hold them back.
+                    conn.corked = True
+                    self.loop.run_callback(self._uncork, conn)
                 try:
                     on_receive(server, fd, worker_id, event)
                 except BaseException:
@@ -390,6 +397,8 @@ class Reactor:
                 if self.request_count == self.request_limit:
                     self.on_request_limit()
         conn.busy = False
+        if conn.corked:
+            self._uncork(conn)
         if conn.paused:
             conn.paused = False
             self._resume_reading(conn)
@@ -418,7 +427,7 @@ class Reactor:
         if data.__class__ is not bytes:
             data = _as_bytes(data)
         size = len(data)
-        if conn.out_size:
+        if conn.out_size or conn.corked:
             if conn.out_size + size > self._buffer_limit:
                 return self._overflow(conn, data)
             conn.queue_output(data)
@@ -440,6 +449,15 @@ class Reactor:
             if conn.out_size >= self._high_water:
                 self._throttle(conn)
         return True
+
+    def _uncork(self, conn):
+        """Write what corked sends gathered, in one go."""
+        if not conn.corked:
+            return
+        conn.corked = False
+        if conn.out_size and conn.sock is not None:
+            self._start_writer(conn)
+            self._on_writable(conn)
 
     def _throttle(self, conn):
         # Flow control: a peer that does not read its answers stops being

@@ -366,3 +366,22 @@ server.on("request", on_request)
 """)
     status, headers, _ = request(srv.port, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode())
     assert status == 500 and "set-cookie" not in headers
+
+
+def test_pipelined_answer_is_not_held_back_by_a_slow_next_request(http_serve):
+    # Answers to pipelined requests are gathered into one write; a handler
+    # that blocks must not keep the answers before it from leaving.
+    srv = http_serve("""
+import gevent
+def on_request(request, response):
+    if request.path == "/slow":
+        gevent.sleep(3)
+    response.end(request.path)
+server.on("request", on_request)
+""")
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\nGET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(sock)[2] == b"/fast"
+        assert time.monotonic() - started < 2
+        assert read_response(sock)[2] == b"/slow"
