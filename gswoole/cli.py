@@ -83,7 +83,8 @@ def load_config(path):
     try:
         namespace = runpy.run_path(path)
     except Exception as exc:
-        raise UsageError("config file %s failed: %s: %s" % (path, type(exc).__name__, exc))
+        raise UsageError("config file %s failed: %s: %s"
+                         % (path, type(exc).__name__, exc)) from None
     values, bind = {}, None
     for key, value in namespace.items():
         if key.startswith("_") or inspect.ismodule(value):
@@ -137,7 +138,7 @@ def load_target(spec):
         module = importlib.import_module(module_name)
     except ImportError as exc:
         if getattr(exc, "name", None) == module_name:
-            raise UsageError("cannot import TARGET module %r" % module_name)
+            raise UsageError("cannot import TARGET module %r" % module_name) from None
         raise
     obj = module
     for part in attr.split("."):

@@ -19,7 +19,7 @@ from .framing import make_splitter
 from .master import Arbiter, daemonize, remove_pid_file, write_pid_file
 from .proctitle import set_title
 from .shared import SharedState
-from .sockets import SOCK_TCP, STREAM_TYPES, Listener
+from .sockets import SOCK_TCP, Listener
 from .timers import Timer
 from .task_worker import run_task_worker
 from .worker import run_worker

@@ -28,7 +28,6 @@ _FAMILY = {
     SOCK_UNIX_DGRAM: (socket.AF_UNIX, socket.SOCK_DGRAM),
 }
 
-STREAM_TYPES = (SOCK_TCP, SOCK_TCP6, SOCK_UNIX_STREAM)
 
 
 class Listener:

@@ -1,6 +1,5 @@
 """Connections end to end: echo, ordering, sending and closing (DESIGN section 2)."""
 
-import errno
 import random
 import socket
 import struct
@@ -369,7 +368,6 @@ def test_echo_to_a_peer_that_pauses_reading_loses_nothing(serve):
     srv = serve(ECHO)
     total = 32 * 1024 * 1024
     sock = srv.connect()
-    received = []
 
     def send_all():
         sock.sendall(b"q" * total)

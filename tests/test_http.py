@@ -2,13 +2,12 @@
 
 import json
 import socket
-import threading
 import time
 import weakref
 
 import pytest
 
-from conftest import recv_until_eof, wait_until
+from conftest import recv_until_eof
 
 HTTP_HEADER = """\
 import os, sys, json

@@ -4,7 +4,7 @@ import socket
 import struct
 import time
 
-from conftest import recv_exactly, recv_until_eof, wait_until
+from conftest import recv_exactly, recv_until_eof
 
 UDP_ECHO = """
 def on_packet(s, data, info):
@@ -132,7 +132,7 @@ server.on("workerStart", lambda s, wid: emit("SECOND", second.port))
 def test_unix_datagram_server(serve, tmp_path):
     path = str(tmp_path / "dgram.sock")
     client_path = str(tmp_path / "client.sock")
-    srv = serve("""
+    serve("""
 def on_packet(s, data, info):
     s.sendto(info["address"], 0, b"got " + data, info["server_socket"])
 server.on("packet", on_packet)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import children_of, recv_exactly, recv_until_eof, wait_until
+from conftest import recv_exactly, recv_until_eof, wait_until
 
 ECHO = """
 server.on("receive", lambda s, fd, rid, data: s.send(fd, data))
@@ -310,7 +310,7 @@ def test_reuse_port_and_shared_socket_both_serve(serve, reuse_port):
 
 def test_unix_stream_socket(serve, tmp_path):
     path = str(tmp_path / "gsw.sock")
-    srv = serve(ECHO, host=path, sock_type="gswoole.SOCK_UNIX_STREAM")
+    serve(ECHO, host=path, sock_type="gswoole.SOCK_UNIX_STREAM")
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(5)
         sock.connect(path)

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import ServerProcess, recv_until_eof, wait_until
+from conftest import recv_until_eof, wait_until
 from test_http import read_response, request
 
 WSGI_HEADER = """\
