@@ -100,7 +100,9 @@ def tick(timer_id, tag):
         gswoole.Timer.clear(timer_id)
 gswoole.Timer.tick(5, tick, "t")
 gswoole.Timer.after(1, fired.append, "a")
-gevent.sleep(0.2)
+with gevent.Timeout(5):
+    while len(gswoole.Timer):   # both timers gone: the after fired, the tick cleared itself
+        gevent.sleep(0.005)
 print(fired, len(gswoole.Timer))
 """)
     assert out == "['a', 't', 't', 't'] 0"
