@@ -386,3 +386,13 @@ server.on("workerStart", boot)
     finally:
         loop.stop()
     assert not loop.failures, loop.failures[:5]
+
+
+def test_master_runs_no_gevent_loop(serve):
+    srv = serve("""
+from gevent._hub_local import get_hub_if_exists
+server.on("receive", lambda s, fd, rid, data: None)
+server.on("start", lambda s: (emit("HUB", get_hub_if_exists()),
+                              emit("READY", s.port, s.master_pid)))
+""")
+    assert srv.wait_line(r"^HUB ").string == "HUB None"
