@@ -384,3 +384,17 @@ server.on("request", on_request)
         assert read_response(sock)[2] == b"/fast"
         assert time.monotonic() - started < 2
         assert read_response(sock)[2] == b"/slow"
+
+
+def test_extra_port_with_its_own_receive_stays_raw_tcp(http_serve):
+    srv = http_serve("""
+server.on("request", lambda req, resp: resp.end("http"))
+raw = server.listen("127.0.0.1", 0)
+raw.on("receive", lambda s, fd, rid, data: s.send(fd, b"raw:" + data))
+server.on("workerStart", lambda s, wid: print("RAW", raw.port, flush=True))
+""")
+    raw_port = int(srv.wait_line(r"^RAW (\d+)").group(1))
+    assert request(srv.port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")[2] == b"http"
+    with socket.create_connection(("127.0.0.1", raw_port), timeout=5) as sock:
+        sock.sendall(b"ping")
+        assert sock.recv(100) == b"raw:ping"

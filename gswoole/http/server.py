@@ -191,6 +191,8 @@ class Server(_TcpServer):
         protocol = self.protocol_class(self, reactor)
         self._protocol = protocol
         for listener in self._listeners:
+            if listener.on_receive is not None:
+                continue   # a listen() port with its own receive/packet callback: not HTTP
             listener.half_close = True
             listener.splitter_factory = protocol.splitter
             listener.on_receive = protocol.handle
