@@ -16,13 +16,13 @@ import sys
 import time
 from urllib.parse import unquote_to_bytes
 
+from .http.access import access_log_enabled, log_access
 from .http.response import LAST_CHUNK, chunk, encode_headers
 from .http.server import Server as _HttpServer
 from .http.server import _HttpProtocol
 from .sockets import SOCK_TCP
 
 log = logging.getLogger("gswoole")
-access_log = logging.getLogger("gswoole.access")
 
 _HEADER_KEYS = {}
 
@@ -107,7 +107,7 @@ class _WsgiProtocol(_HttpProtocol):
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
         }
-        self.access = access_log.isEnabledFor(logging.INFO) and bool(access_log.handlers)
+        self.access = access_log_enabled()
 
     def environ(self, parsed, conn):
         env = self.base_environ.copy()
@@ -338,12 +338,8 @@ class _Exchange:
                 reactor.close(self.fd)
 
     def log_access(self, env):
-        # Common log format, plus the response time in microseconds.
-        access_log.info('%s - - [%s] "%s %s %s" %s %s %d', env.get("REMOTE_ADDR", "-"),
-                        time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(self.started)),
-                        env["REQUEST_METHOD"], env["RAW_URI"], env["SERVER_PROTOCOL"],
-                        (self.status or "500")[:3], self.sent or "-",
-                        int((time.time() - self.started) * 1e6))
+        log_access(env.get("REMOTE_ADDR"), self.started, env["REQUEST_METHOD"],
+                   env["RAW_URI"], env["SERVER_PROTOCOL"], (self.status or "500")[:3], self.sent)
 
 
 class Server(_HttpServer):
@@ -360,17 +356,3 @@ class Server(_HttpServer):
     def _check_request_callback(self):
         pass  # the app is the handler
 
-    def start(self):
-        if self.setting["access_log"]:
-            configure_access_log(self.setting["access_log"])
-        return super().start()
-
-
-def configure_access_log(target):
-    """Send the access log to ``target``: a path, or '-' for stderr."""
-    access_log.propagate = False
-    access_log.setLevel(logging.INFO)
-    handler = logging.StreamHandler(sys.stderr) if target == "-" \
-        else logging.FileHandler(target)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    access_log.addHandler(handler)

@@ -7,7 +7,7 @@ import weakref
 
 import pytest
 
-from conftest import recv_until_eof
+from conftest import recv_until_eof, wait_until
 
 HTTP_HEADER = """\
 import os, sys, json
@@ -398,3 +398,16 @@ server.on("workerStart", lambda s, wid: print("RAW", raw.port, flush=True))
     with socket.create_connection(("127.0.0.1", raw_port), timeout=5) as sock:
         sock.sendall(b"ping")
         assert sock.recv(100) == b"raw:ping"
+
+
+def test_access_log_of_the_http_server(http_serve, tmp_path):
+    log = tmp_path / "access.log"
+    srv = http_serve("""
+def on_request(request, response):
+    response.status(404)
+    response.end("missing")
+server.on("request", on_request)
+""", settings="access_log=%r" % str(log))
+    request(srv.port, b"GET /nothing?x=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    line = wait_until(lambda: log.exists() and log.read_text().strip(), message="access log")
+    assert '127.0.0.1 - - [' in line and '"GET /nothing?x=1 HTTP/1.1" 404 7' in line

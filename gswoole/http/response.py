@@ -70,6 +70,7 @@ class Response:
         self._head_sent = False
         self._chunked = False
         self.finished = False
+        self.sent = 0               # body bytes written (for the access log)
 
     # -- building -----------------------------------------------------
 
@@ -157,6 +158,7 @@ class Response:
             out = self._head(None)
         if self._request.method == "HEAD":
             return self._api.send(self.fd, out) if out else True
+        self.sent += len(data)
         out += chunk(data) if self._chunked else data
         return self._send(out)
 
@@ -172,6 +174,8 @@ class Response:
         if self.finished:
             return False
         data = _bytes(data)
+        if self._request.method != "HEAD":
+            self.sent += len(data)
         if not self._head_sent:
             out = self._head(len(data))
             if self._request.method != "HEAD":
@@ -206,6 +210,7 @@ class Response:
             ok = self._send(head)
             if ok and self._request.method != "HEAD":
                 ok = self._api.send_file(self.fd, f, offset, count)
+                self.sent = count if ok else 0
                 if not ok:
                     self._api.abort(self.fd)   # Content-Length promised, not delivered
         self._api.finish(self._request)

@@ -21,11 +21,13 @@ and answers in-flight requests with ``Connection: close``.
 """
 
 import logging
+import time
 
 from ..callbacks import CallbackError
 from ..errors import ServerStateError
 from ..server import Server as _TcpServer
 from ..sockets import SOCK_TCP
+from .access import access_log_enabled, configure_access_log, log_access
 from .parser import CONTINUE, HTTPError, ParsedRequest, RequestParser
 from .request import Request
 from .response import CONTINUE as CONTINUE_BYTES
@@ -43,6 +45,7 @@ class _HttpProtocol:
         self.setting = server.setting
         self.on_request = server._callbacks.get("request")
         self.upload_dir = self.setting["upload_tmp_dir"]
+        self.access = access_log_enabled()
         self.send = reactor.send_wait   # a response is never cut for want of buffer
         self.send_file = reactor.send_file
         self.exist = reactor.exist
@@ -77,6 +80,8 @@ class _HttpProtocol:
             else (remote or "", 0, 0)
         request = Request(parsed, fd, client, self.upload_dir)
         response = Response(self, request)
+        if self.access:
+            started = time.time()
         try:
             self.on_request(request, response)
         except BaseException:   # gevent.Timeout is a BaseException too
@@ -94,9 +99,12 @@ class _HttpProtocol:
                 response.finished = True
                 self.abort(fd)
                 request.cleanup()
-            return
-        if not response.finished:
-            response.end()
+        else:
+            if not response.finished:
+                response.end()
+        if self.access:
+            log_access(client[0], started, request.method, request.raw_uri,
+                       "HTTP/%d.%d" % request.version, response._status, response.sent)
 
     # -- used by Response ---------------------------------------------
 
@@ -185,6 +193,11 @@ class Server(_TcpServer):
 
     def _requires_receive(self):
         return False
+
+    def start(self):
+        if self.setting["access_log"]:
+            configure_access_log(self.setting["access_log"])
+        return super().start()
 
     def _attach_worker(self, worker):
         reactor = worker.reactor
