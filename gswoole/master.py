@@ -258,7 +258,7 @@ class Arbiter:
 
     def spawn(self, worker_id):
         self.respawn_at.pop(worker_id, None)
-        slot = self.shared.alloc_slot(0, worker_id, int(time.time()))
+        slot = self.shared.alloc_slot(worker_id, int(time.time()))
         context = WorkerContext(self.setting, self.callbacks, self.listeners, self.shared,
                                 self.pid, self.ctl_w, slot, self.channels)
         # Signals stay blocked across the fork: a TERM that reaches the child

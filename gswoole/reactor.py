@@ -267,6 +267,7 @@ class Reactor:
                     if not self._split(conn, data):
                         return
                 if not conn.busy:
+                    # _schedule(), inlined: this runs once per message
                     conn.busy = True
                     self._ready.append(conn)
                     if not self._kicked:
@@ -402,16 +403,16 @@ class Reactor:
         if conn.paused:
             conn.paused = False
             self._resume_reading(conn)
-        if self.stopping and conn.fd == 0:
+        if self.stopping and not listener.is_stream:
             self._check_drained()   # a datagram queue just ran dry
 
     def _resume_reading(self, conn):
-        if conn.fd == 0 and self.stopping:
+        stream = conn.listener.is_stream
+        if not stream and self.stopping:
             return   # a datagram queue of a stopping worker: the others read now
         if conn.state == OPEN and not (conn.eof or conn.paused or conn.throttled) \
                 and not conn.reader.active:
-            conn.reader.start(self._on_read if conn.listener.is_stream else self._on_datagram,
-                              conn)
+            conn.reader.start(self._on_read if stream else self._on_datagram, conn)
 
     def _report(self, event, fd):
         log.exception("error in %s callback (fd=%d, worker #%d)", event, fd, self.worker_id)
@@ -428,26 +429,26 @@ class Reactor:
             data = _as_bytes(data)
         size = len(data)
         if conn.out_size or conn.corked:
+            # Behind queued (or gathered) output: queue, to keep the order.
             if conn.out_size + size > self._buffer_limit:
                 return self._overflow(conn, data)
             conn.queue_output(data)
-            if conn.out_size >= self._high_water:
-                self._throttle(conn)
-            return True
-        if size > self._buffer_limit:
-            return self._overflow(conn, data)
-        try:
-            sent = conn.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self._on_eof(conn, broken=True)
-            return errors.set_last_error(errors.SESSION_CLOSED)
-        if sent < size:
+        else:
+            if size > self._buffer_limit:
+                return self._overflow(conn, data)
+            try:
+                sent = conn.sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._on_eof(conn, broken=True)
+                return errors.set_last_error(errors.SESSION_CLOSED)
+            if sent == size:
+                return True
             conn.queue_output(memoryview(data)[sent:] if sent else data)
             self._start_writer(conn)
-            if conn.out_size >= self._high_water:
-                self._throttle(conn)
+        if conn.out_size >= self._high_water:
+            self._throttle(conn)
         return True
 
     def _uncork(self, conn):
@@ -505,6 +506,8 @@ class Reactor:
             return self._no_room(conn)
         conn.queue_output(data)
         self._start_writer(conn)
+        if conn.out_size >= self._high_water:
+            self._throttle(conn)
         return True
 
     def _wait_output(self, conn, allowed, deadline):

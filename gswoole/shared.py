@@ -71,13 +71,13 @@ class SharedState:
 
     # -- the process table (slots) ---------------------------------------
 
-    def alloc_slot(self, pid, worker_id, start_time):
-        """Master, at fork: a slot for the new process; returns its index."""
+    def alloc_slot(self, worker_id, start_time):
+        """Master, before a fork: a slot for the new process (its pid is set
+        once known); returns its index."""
         index = self._free.pop()
         _SLOT.pack_into(self._map, self._slot_offset(index), *([0] * len(SLOT_FIELDS)))
         self.set(index, "worker_id", worker_id)
         self.set(index, "start_time", start_time)
-        self.set(index, "pid", pid)
         return index
 
     def free_slot(self, index):

@@ -330,12 +330,7 @@ class _Exchange:
 
     def _done(self):
         self.done = True
-        reactor = self.protocol.reactor
-        conn = reactor.conns.get(self.fd)
-        if conn is not None:
-            conn.last_time = reactor.clock
-            if not self.keep or reactor.stopping:
-                reactor.close(self.fd)
+        self.protocol.response_done(self.fd, self.keep)
 
     def log_access(self, env):
         log_access(env.get("REMOTE_ADDR"), self.started, env["REQUEST_METHOD"],

@@ -120,14 +120,19 @@ class _HttpProtocol:
         self.reactor.close(fd, reset=True)
 
     def finish(self, request):
-        """A response is complete: close if it ended the connection."""
+        """A Response is complete (used by Response)."""
         request.cleanup()
-        conn = self.reactor.conns.get(request.fd)
-        if conn is None:
-            return
-        conn.last_time = self.reactor.clock
-        if not request.keep_alive:
-            self.close(request.fd)
+        self.response_done(request.fd, request.keep_alive)
+
+    def response_done(self, fd, keep_alive):
+        """A response is out: the keep-alive clock restarts now, and the
+        connection closes if the response ended it (or the worker stops)."""
+        reactor = self.reactor
+        conn = reactor.conns.get(fd)
+        if conn is not None:
+            conn.last_time = reactor.clock
+            if not keep_alive or reactor.stopping:
+                reactor.close(fd)
 
     # -- timeouts -----------------------------------------------------
 
