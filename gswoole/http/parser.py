@@ -72,10 +72,15 @@ Rules added on top of llhttp (gunicorn's request corpus shows what is needed):
 * Connection: close, or HTTP/1.0 without keep-alive: the request is returned
   with ``keep_alive`` False, the parser closes and ignores what follows.
 
-Known leniency: llhttp accepts "RTSP/1.0" and "ICE/1.0" as the protocol name
-of the request line and does not tell us; such a request is read as HTTP.
+* Host: an HTTP/1.1 request without one is 400 (RFC 9112 3.2).
+* Protocol name: llhttp also reads RTSP/1.0 request lines (and ICE/1.0 ones
+  with the SOURCE method, which is not served: 501) and reports only the
+  version numbers. ``feed()`` screens the bytes for "RTSP/" (one substring
+  search per feed; a request line split across feeds is carried over) and
+  answers a request line that uses it with 400.
 """
 
+import re
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
@@ -95,7 +100,7 @@ _METHODS = {m.encode(): m for m in (
     "COPY", "LOCK", "MKCOL", "MOVE", "PROPFIND", "PROPPATCH", "SEARCH", "UNLOCK",
     "BIND", "REBIND", "UNBIND", "ACL", "REPORT", "MKACTIVITY", "CHECKOUT", "MERGE",
     "M-SEARCH", "NOTIFY", "SUBSCRIBE", "UNSUBSCRIBE", "PURGE", "MKCALENDAR",
-    "LINK", "UNLINK", "SOURCE")}
+    "LINK", "UNLINK")}
 
 _VERSIONS = {"1.1": (1, 1), "1.0": (1, 0)}
 
@@ -103,6 +108,7 @@ _VERSIONS = {"1.1": (1, 1), "1.0": (1, 0)}
 _SPECIAL = frozenset(("content-length", "transfer-encoding", "expect", "host", "content-type"))
 # A second copy of these is ambiguous: reject rather than guess which one counts.
 _SINGLETON_BITS = {"host": 1, "content-type": 2}
+_HOST_SEEN = _SINGLETON_BITS["host"]
 # Transfer codings that may precede the final "chunked" (gunicorn's set).
 _CODINGS = frozenset(("gzip", "deflate", "compress", "identity"))
 # RFC 9110 6.5.1: fields a sender must not put in trailers, because they frame,
@@ -127,6 +133,11 @@ _LLHTTP_STATUS = {
     "Content-Length overflow": 413,
     "Chunk size overflow": 413,
 }
+
+# A request line whose protocol is RTSP, which llhttp reads as HTTP. The first
+# token has no ":", so a header line never matches. (llhttp's other foreign
+# protocol, ICE, only comes with the SOURCE method, which we do not serve.)
+_FOREIGN_REQUEST_LINE = re.compile(rb"(?m)^[!#$%&'*+.^_`|~0-9A-Za-z-]+ [^ \r\n]+ (RTSP)/")
 
 # Framing bytes allowed on top of one field in a window without progress.
 _STALL_SLACK = 256
@@ -231,6 +242,7 @@ class RequestParser:
         self._max_body = max_body if max_body > 0 else 1 << 62
 
         self.closed = False
+        self._carry = b""             # an unfinished line, screened with the next feed
         self._hp = HttpRequestParser(self)
         self._events = []
         self._error = None            # the HTTPError a callback raised
@@ -259,6 +271,11 @@ class RequestParser:
         """True while a request has started but its headers are incomplete."""
         return self._in_message and not self._headers_done
 
+    @property
+    def body_received(self):
+        """Body bytes of the current request received so far."""
+        return self._body_len
+
     def feed(self, data):
         """Parse ``data`` (bytes). Returns a list of complete ``ParsedRequest``s,
         ``CONTINUE`` (at most once per request) and at most one ``HTTPError``,
@@ -268,24 +285,18 @@ class RequestParser:
         events = self._events = []
         self._progress = False
         size = len(data)
-        hp = self._hp
-        while True:
-            try:
-                hp.feed_data(data)
-                break
-            except HttpParserUpgrade as exc:
-                # llhttp stops after an Upgrade request's headers; we don't
-                # upgrade, so go on with what follows (see _re_frame_upgrade).
-                data = data[exc.args[0]:]
-                if self._resume is not None:
-                    data = self._resume_framing + data
-                elif self.closed or not data:
-                    break
-            except HttpParserError as exc:
-                if not self.closed:
-                    self._fail(self._error or _llhttp_error(exc))
-                # else: llhttp's "data after Connection: close", or _StopParsing
-                break
+        carry = self._carry
+        seen = carry + data if carry else data
+        if seen.find(b"TSP/") >= 0:
+            self._feed_screened(seen, len(carry))
+        else:
+            self._feed_llhttp(data)
+        # What follows the last line break may be the start of a request
+        # line that the next feed completes.
+        if data.endswith(b"\n"):
+            self._carry = b""
+        else:
+            self._carry = seen[max(seen.rfind(b"\n") + 1, len(seen) - self._max_line):]
         if self._in_message and not self.closed:
             if self._progress:
                 self._stalled = 0
@@ -298,6 +309,43 @@ class RequestParser:
                 self._continue_pending = False
                 events.append(CONTINUE)
         return events
+
+    def _feed_llhttp(self, data):
+        hp = self._hp
+        while True:
+            try:
+                hp.feed_data(data)
+                return
+            except HttpParserUpgrade as exc:
+                # llhttp stops after an Upgrade request's headers; we don't
+                # upgrade, so go on with what follows (see _re_frame_upgrade).
+                data = data[exc.args[0]:]
+                if self._resume is not None:
+                    data = self._resume_framing + data
+                elif self.closed or not data:
+                    return
+            except HttpParserError as exc:
+                if not self.closed:
+                    self._fail(self._error or _llhttp_error(exc))
+                # else: llhttp's "data after Connection: close", or _StopParsing
+                return
+
+    def _feed_screened(self, seen, fed):
+        """Feed ``seen`` (its first ``fed`` bytes were fed before), stopping
+        at a request line whose protocol is not HTTP. Lines of that shape
+        inside a body are data: only the parser's state tells them apart."""
+        for match in _FOREIGN_REQUEST_LINE.finditer(seen):
+            start = match.start()
+            if start > fed:
+                self._feed_llhttp(seen[fed:start])
+                fed = start
+            if self.closed:
+                return
+            if not self._in_message or (not self._headers_done and not self._headers):
+                self._fail(HTTPError(400, "%s is not HTTP" % match.group(1).decode()))
+                return
+        if fed < len(seen):
+            self._feed_llhttp(seen[fed:])
 
     def feed_eof(self):
         """The peer closed. Returns None if no request was in progress, else
@@ -386,6 +434,8 @@ class RequestParser:
         version = _VERSIONS.get(hp.get_http_version())
         if version is None:
             raise self._reject(505, "only HTTP/1.0 and HTTP/1.1 are supported")
+        if version == (1, 1) and not self._seen & _HOST_SEEN:
+            raise self._reject(400, "HTTP/1.1 request without Host")
         # "METHOD SP target SP HTTP/x.y", as gunicorn measures it.
         if len(method) + self._url_len + 10 > self._max_line:
             raise self._reject(414, "request line too long")
