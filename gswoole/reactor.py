@@ -27,6 +27,7 @@ import errno
 import fcntl
 import logging
 import os
+import resource
 import socket as _stdsocket
 import struct
 import termios
@@ -82,6 +83,8 @@ class Reactor:
         self.clock = int(time.time())
         self._fd_next = self._fd_end = 0
         self._accepting = []
+        self.max_conn = setting["max_conn"] or default_max_conn()
+        self._full = False           # accepting paused: max_conn reached
         self._datagram_queues = []
         self._buffer_limit = setting["buffer_output_size"]
         self._high_water = self._buffer_limit // 2
@@ -190,6 +193,9 @@ class Reactor:
     def _on_accept(self, listener, sock, batch):
         try:
             for _ in range(batch):
+                if len(self.conns) + len(self._closing) >= self.max_conn:
+                    self._pause_accepting()
+                    return
                 try:
                     fileno, addr = sock._accept()
                 except BlockingIOError:
@@ -209,23 +215,40 @@ class Reactor:
         if conn.state == OPEN:
             self.close(conn.fd, reset=True)
 
+    def _pause_accepting(self):
+        # At capacity: leave new clients in the listen backlog, where another
+        # worker (or this one, once a connection closes) takes them, rather
+        # than accepting and closing them in a loop.
+        if not self._full:
+            self._full = True
+            log.warning("worker #%d is at max_conn=%d: not accepting until a connection "
+                        "closes", self.worker_id, self.max_conn)
+        self._set_accepting(False)
+
+    def _room_again(self):
+        """A connection is gone: resume accepting if capacity had paused it."""
+        if self._full and len(self.conns) + len(self._closing) < self.max_conn:
+            self._full = False
+            self._set_accepting(True)
+
+    def _set_accepting(self, on):
+        for watcher, listener, sock, batch in self._accepting:
+            if not on:
+                watcher.stop()
+            elif not watcher.active:
+                watcher.start(self._on_accept, listener, sock, batch)
+
     def _back_off_accept(self, exc):
         log.error("accept() failed on worker #%d: %s; pausing accepts for 0.1 s",
                   self.worker_id, exc)
-        for watcher, _, _, _ in self._accepting:
-            watcher.stop()
+        self._set_accepting(False)
 
         def resume():
-            for watcher, listener, sock, batch in self._accepting:
-                watcher.start(self._on_accept, listener, sock, batch)
+            if not self._full:
+                self._set_accepting(True)
         self.loop.timer(0.1).start(resume)
 
     def _add_connection(self, listener, fileno, addr):
-        if len(self.conns) >= self.setting["max_conn"]:
-            log.warning("worker #%d is at max_conn=%d: closing a new connection from %s",
-                        self.worker_id, self.setting["max_conn"], addr)
-            _stdsocket.close(fileno)
-            return
         sock = _rawsocket(listener.family, _stdsocket.SOCK_STREAM, 0, fileno)
         sock.setblocking(False)
         if listener.is_tcp and self.setting["open_tcp_nodelay"]:
@@ -656,6 +679,7 @@ class Reactor:
         self.close_count += 1
         conn.state = RELEASED
         if conn.sock is None:
+            self._room_again()
             self._check_drained()
             return
         self._closing.add(conn)
@@ -706,6 +730,7 @@ class Reactor:
             conn.linger_timer.stop()
             conn.linger_timer = None
         self._close_socket(conn)
+        self._room_again()
         self._check_drained()
 
     def _close_socket(self, conn):
@@ -839,6 +864,20 @@ class Reactor:
         for conn in list(self.conns.values()) + list(self._closing):
             self._close_socket(conn)
         self.stop_accepting()
+
+
+# Descriptors a worker keeps for itself (listening sockets, pipes to the
+# master and the other workers, the event loop, log files): max_conn's
+# default leaves them out of the open-file limit.
+OWN_DESCRIPTORS = 64
+
+
+def default_max_conn():
+    """Connections a worker can hold within its open-file limit."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(1, soft - OWN_DESCRIPTORS)
 
 
 def _alive(pid):

@@ -72,6 +72,11 @@ def optional_count(value):
 optional_count.describe = "int >= 0 or None"
 
 
+def optional_positive(value):
+    return None if value is None else integer(1)(value)
+optional_positive.describe = "int >= 1 or None"
+
+
 def optional_text(value):
     if value is None:
         return None
@@ -171,8 +176,10 @@ SETTINGS = [
     Setting("open_tcp_nodelay", True, boolean,
             "TCP_NODELAY on accepted sockets (without it keep-alive request/response "
             "traffic waits ~40 ms on delayed ACKs)."),
-    Setting("max_conn", 100000, integer(1),
-            "Connections per worker; past it new ones are closed at once.",
+    Setting("max_conn", None, optional_positive,
+            "Connections per worker (open and still closing). A worker at the limit stops "
+            "accepting until one closes; the backlog keeps the rest for the other workers. "
+            "Default: the open-file limit (ulimit -n) less what a worker uses itself.",
             cli="--worker-connections"),
     Setting("buffer_output_size", 2 * MiB, integer(1),
             "Most output one connection may have queued; a send past it fails with "
@@ -215,8 +222,12 @@ SETTINGS = [
             "Longest header field; past it the answer is 431.",
             cli="--limit-request-field-size"),
     Setting("http_header_timeout", 10.0, seconds(),
-            "A client must send a request's headers within this time, and may not stall "
-            "inside a body longer than this (slowloris guards); past it: 408 and close."),
+            "A client must send a request's headers within this time (slowloris guard); "
+            "it is also the grace before http_body_min_rate applies. Past it: 408 and close."),
+    Setting("http_body_min_rate", 240, integer(0),
+            "After the grace of http_header_timeout, a request body arriving slower than "
+            "this many bytes a second on average gets 408 and a close; 0 = off (then only "
+            "a body that stalls for http_header_timeout is cut)."),
     Setting("http_keepalive_timeout", 5.0, seconds(),
             "Close a keep-alive connection idle this long between requests.",
             cli="--keep-alive"),

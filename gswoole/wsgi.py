@@ -13,13 +13,10 @@ import io
 import logging
 import os
 import sys
-import time
 from urllib.parse import unquote_to_bytes
 
-from .http.access import access_log_enabled, log_access
-from .http.response import LAST_CHUNK, chunk, encode_headers
+from .http.server import ClientGone, _HttpProtocol
 from .http.server import Server as _HttpServer
-from .http.server import _HttpProtocol
 from .sockets import SOCK_TCP
 
 log = logging.getLogger("gswoole")
@@ -90,6 +87,7 @@ class FileWrapper:
 
 
 class _WsgiProtocol(_HttpProtocol):
+    handler_name = "WSGI app"
     def __init__(self, server, reactor):
         super().__init__(server, reactor)
         self.app = server.app
@@ -107,7 +105,6 @@ class _WsgiProtocol(_HttpProtocol):
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
         }
-        self.access = access_log_enabled()
 
     def environ(self, parsed, conn):
         env = self.base_environ.copy()
@@ -138,19 +135,13 @@ class _WsgiProtocol(_HttpProtocol):
                     env[key] = value
         return env
 
-    def handle_request(self, fd, parsed):
-        conn = self.reactor.conns[fd]
+    def respond(self, conn, parsed, writer):
+        """Run the app for one request (PEP 3333)."""
         env = self.environ(parsed, conn)
-        exchange = _Exchange(self, fd, parsed, parsed.keep_alive and not self.reactor.stopping)
-        if self.access:
-            exchange.started = time.time()
+        exchange = _Exchange(self, conn.fd, parsed, writer)
+        result = self.app(env, exchange.start_response)
         try:
-            result = self.app(env, exchange.start_response)
-        except BaseException:   # gevent.Timeout is a BaseException too
-            self._app_failed(exchange, env)
-            return
-        try:
-            if result.__class__ is list and len(result) == 1 and not exchange.head_sent:
+            if result.__class__ is list and len(result) == 1 and not writer.started:
                 exchange.finish(result[0])
             elif isinstance(result, FileWrapper) and exchange.can_sendfile(result):
                 exchange.sendfile(result)
@@ -159,13 +150,6 @@ class _WsgiProtocol(_HttpProtocol):
                     if data:
                         exchange.write(data)
                 exchange.finish(b"")
-        except _ClientGone:
-            # The client left or stopped reading mid-response: nothing to
-            # report to it; reset so the partial body cannot pass for whole.
-            exchange.done = True
-            self.abort(fd)
-        except BaseException:
-            self._app_failed(exchange, env)
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -173,168 +157,102 @@ class _WsgiProtocol(_HttpProtocol):
                     close()
                 except Exception:
                     log.exception("error closing the response iterable of %s %s",
-                                  env["REQUEST_METHOD"], env["RAW_URI"])
-        if self.access:
-            exchange.log_access(env)
-
-    def _app_failed(self, exchange, env):
-        log.exception("error in WSGI app (%s %s, fd=%d, worker #%d)", env["REQUEST_METHOD"],
-                      env["RAW_URI"], exchange.fd, self.reactor.worker_id)
-        if not exchange.head_sent:
-            exchange.status = "500 Internal Server Error"
-            exchange.headers = [("Content-Type", "text/plain")]
-            exchange.finish(b"Internal Server Error\n")
-        else:
-            # Part of a response is out: cut the connection so the client
-            # cannot take a truncated body for a complete one.
-            exchange.done = True
-            self.abort(exchange.fd)
-        if self.access:
-            exchange.log_access(env)
+                                  parsed.method, parsed.raw_uri)
 
 
-class _ClientGone(Exception):
-    """A response could not be written: the connection is gone or stuck."""
+# status string -> (code, b"HTTP/1.1 " + status + CRLF) per version; bounded.
+_STATUS = {}
+
+
+def _status_line(status, version):
+    key = (status, version)
+    known = _STATUS.get(key)
+    if known is None:
+        if status.__class__ is not str or len(status) < 4 or not status[:3].isdigit() \
+                or status[3] != " " or "\r" in status or "\n" in status:
+            raise ValueError("WSGI status must look like '200 OK', got %r" % (status,))
+        code = int(status[:3])
+        if code < 200:
+            raise ValueError("WSGI status %r is not a final response" % (status,))
+        known = (code, ("HTTP/1.%d %s\r\n" % (version[1], status)).encode("latin-1"))
+        if len(_STATUS) < 1000:
+            _STATUS[key] = known
+    return known
 
 
 class _Exchange:
-    """One request/response of a WSGI app: start_response, write, finish."""
+    """One WSGI request/response: ``start_response`` and the body, handed to
+    the protocol's ``ResponseWriter``."""
 
-    # Class-level defaults: each request sets only what differs.
-    status = None
-    headers = None
-    head_sent = False
-    chunked = False
-    length = None
-    sent = 0
-    done = False
-    started = 0.0
+    __slots__ = ("protocol", "fd", "parsed", "writer", "status", "headers")
 
-    def __init__(self, protocol, fd, parsed, keep):
+    def __init__(self, protocol, fd, parsed, writer):
         self.protocol = protocol
         self.fd = fd
         self.parsed = parsed
-        self.keep = keep
+        self.writer = writer
+        self.status = None
+        self.headers = None
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info is not None:
             try:
-                if self.head_sent:
+                if self.writer.started:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response() called twice without exc_info")
-        if status.__class__ is not str or len(status) < 4 or not status[:3].isdigit():
-            raise ValueError("WSGI status must look like '200 OK', got %r" % (status,))
+        _status_line(status, self.parsed.version)   # fail here, in the app's call
         self.status = status
         self.headers = headers
         return self.write
 
     def _head(self, body_length):
-        status = self.status
-        if status is None:
+        if self.status is None:
             raise AssertionError("the WSGI app returned without calling start_response()")
-        headers = self.headers
-        for name, value in headers:
-            if len(name) == 14 and name.lower() == "content-length":
-                self.length = int(value)
-        version = self.parsed.version
-        self.keep = self.keep and not self.protocol.reactor.stopping
-        extra = ""
-        if self.length is None and not (status[0] == "1" or status[:3] in ("204", "304")):
-            if body_length is not None:
-                self.length = body_length
-                extra = "Content-Length: %d\r\n" % body_length
-            elif version >= (1, 1):
-                self.chunked = True
-                extra = "Transfer-Encoding: chunked\r\n"
-            else:
-                self.keep = False   # the close marks the end of the body
-        if not self.keep:
-            extra += "Connection: close\r\n"
-        elif version < (1, 1):
-            extra += "Connection: keep-alive\r\n"
-        head = b"".join((
-            b"HTTP/1.1 " if version >= (1, 1) else b"HTTP/1.0 ",
-            status.encode("latin-1"), b"\r\n",
-            self.protocol.date(),
-            encode_headers(headers),
-            extra.encode("latin-1"),
-            b"\r\n"))
-        self.head_sent = True   # only once it is built: a bad header can still get a 500
-        return head
+        code, line = _status_line(self.status, self.parsed.version)
+        return self.protocol.start(self.writer, code, line, self.headers, body_length)
 
     def write(self, data):
         """The PEP 3333 ``write`` callable, also used for iterable pieces."""
-        if not isinstance(data, bytes):
+        if data.__class__ is not bytes and not isinstance(data, bytes):
             raise TypeError("WSGI body pieces must be bytes, got %s" % type(data).__name__)
-        out = self._head(None) if not self.head_sent else b""
-        if self.parsed.method != "HEAD" and data:
-            if self.length is not None and self.sent + len(data) > self.length:
-                # More than the app's Content-Length: the excess would be read
-                # as the next response (response splitting). Drop it.
-                data = data[:max(0, self.length - self.sent)]
-            self.sent += len(data)
-            out += chunk(data) if self.chunked else data
+        writer = self.writer
+        out = b"" if writer.started else self._head(None)
+        out += writer.body(data)
+        if out:
+            self._send(out)
+
+    def finish(self, data):
+        if data.__class__ is not bytes and not isinstance(data, bytes):
+            raise TypeError("WSGI body pieces must be bytes, got %s" % type(data).__name__)
+        writer = self.writer
+        out = b"" if writer.started else self._head(len(data))
+        out += writer.end(data)
         if out:
             self._send(out)
 
     def _send(self, out):
         if not self.protocol.send(self.fd, out):
-            raise _ClientGone()
-
-    def finish(self, data):
-        if data.__class__ is not bytes and not isinstance(data, bytes):
-            raise TypeError("WSGI body pieces must be bytes, got %s" % type(data).__name__)
-        if not self.head_sent:
-            out = self._head(len(data))
-            if self.parsed.method != "HEAD":
-                if self.length is not None and len(data) > self.length:
-                    data = data[:self.length]   # see write(): never past Content-Length
-                out += data
-                self.sent += len(data)
-        else:
-            if data:
-                self.write(data)
-            out = LAST_CHUNK if self.chunked and self.parsed.method != "HEAD" else b""
-        if out:
-            self._send(out)
-        if self.length is not None and self.sent < self.length and self.parsed.method != "HEAD":
-            # Less than the app's Content-Length: the client would wait for the
-            # rest, or take the next response as the rest. Cut the connection.
-            log.warning("WSGI app sent %d of the %d bytes its Content-Length promised (%s)",
-                        self.sent, self.length, self.parsed.raw_uri)
-            raise _ClientGone()
-        self._done()
+            raise ClientGone()
 
     def can_sendfile(self, wrapper):
         try:
             wrapper.filelike.fileno()
         except (AttributeError, OSError, io.UnsupportedOperation):
             return False
-        return not self.head_sent
+        return not self.writer.started
 
     def sendfile(self, wrapper):
         f = wrapper.filelike
         offset = f.tell() if hasattr(f, "tell") else 0
         size = os.fstat(f.fileno()).st_size - offset
-        head = self._head(size if self.length is None else None)
-        count = self.length if self.length is not None else size
-        self._send(head)
-        if self.parsed.method != "HEAD":
-            if not self.protocol.send_file(self.fd, f, offset, count):
-                raise _ClientGone()
-            self.sent += count
-        self._done()
-
-    def _done(self):
-        self.done = True
-        self.protocol.response_done(self.fd, self.keep)
-
-    def log_access(self, env):
-        log_access(env.get("REMOTE_ADDR"), self.started, env["REQUEST_METHOD"],
-                   env["RAW_URI"], env["SERVER_PROTOCOL"], (self.status or "500")[:3], self.sent)
+        self._send(self._head(size))
+        count = self.writer.file_count(size)
+        if count and not self.protocol.send_file(self.fd, f, offset, count):
+            raise ClientGone()
+        self.writer.end()
 
 
 class Server(_HttpServer):

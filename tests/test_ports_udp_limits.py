@@ -1,5 +1,6 @@
 """UDP, extra ports with their own framing, heartbeat and max_conn."""
 
+import select
 import socket
 import struct
 import time
@@ -90,26 +91,26 @@ server.on("close", lambda s, fd, rid: emit("CLOSE", fd, rid))
     busy.close()
 
 
-def test_max_conn_closes_extra_connections_and_serves_others(serve):
+def test_max_conn_leaves_extra_connections_in_the_backlog_until_one_closes(serve):
     srv = serve("""
 server.on("receive", lambda s, fd, rid, data: s.send(fd, data))
-""", settings="max_conn=3")
+""", settings="max_conn=3", workers=1)
     kept = [srv.connect() for _ in range(3)]
     for sock in kept:
         sock.sendall(b"a")
         assert recv_exactly(sock, 1) == b"a"
-    extra = srv.connect()
-    try:
-        extra.sendall(b"b")
-        assert extra.recv(10) == b""
-    except ConnectionResetError:
-        pass
-    srv.wait_line(r"max_conn=3: closing a new connection", stream="err")
-    for sock in kept:
+    extra = srv.connect()          # the kernel completes it; the worker does not accept
+    extra.sendall(b"b")
+    srv.wait_line(r"max_conn=3: not accepting until a connection closes", stream="err")
+    assert select.select([extra], [], [], 0.3)[0] == [], "served past max_conn"
+    for sock in kept[1:]:
         sock.sendall(b"c")
         assert recv_exactly(sock, 1) == b"c"
+    kept[0].close()                # room again: the waiting client is accepted and served
+    assert recv_exactly(extra, 1) == b"b"
+    assert not srv.matching(r"closing a new connection")
+    for sock in kept[1:] + [extra]:
         sock.close()
-    extra.close()
 
 
 def test_udp_replies_leave_from_the_port_the_packet_came_to(serve):

@@ -1,23 +1,34 @@
 """``gswoole.http.Server``: Swoole's HTTP server on the core reactor.
 
-How this works. Each HTTP port gives its connections a ``_HttpSplitter`` as
+How this works. Each HTTP port gives its connections a ``RequestParser`` as
 framing: the reactor feeds it every ``recv`` in the hub, and it returns what
-httptools (behind ``parser.RequestParser``) completed: parsed requests, a
-100-continue marker, or an error. These go on the connection's ordered event
-queue like any packet, so pipelined requests are answered in order by the one
-greenlet that serves that connection, and a slow handler delays only its own
-connection. The "receive" callback of this server is internal: it turns each
-event into a response (``_HttpProtocol.handle``); subclasses (WSGI) override
-``handle_request``.
+httptools completed: parsed requests, a 100-continue marker, or an error.
+These go on the connection's ordered event queue like any packet, so
+pipelined requests are answered in order by the one greenlet that serves
+that connection, and a slow handler delays only its own connection. The
+"receive" callback of this server is internal: it turns each event into a
+response (``_HttpProtocol.handle``).
+
+Every request goes through ``handle_request``: one ``ResponseWriter``
+(writer.py) frames the response, ``respond`` runs the handler (Swoole's
+Request/Response here, a WSGI app in wsgi.py), and then one path decides
+what a failure gets (a 500 if nothing was sent, a reset if part was), whether
+the connection stays open, and writes the one access-log line.
 
 Timeouts run from the reactor's once-a-second sweep, not from per-request
-timers, so the hot path carries no timer work: the sweep notes when it first
-sees a connection inside a request's headers (by the parser's request count),
-and one still there ``http_header_timeout`` later gets 408 and is closed
-(slowloris), as is one that stops sending in the middle of a body for that
-long; an idle keep-alive connection is closed after
-``http_keepalive_timeout``; a stopping worker closes idle connections at once
-and answers in-flight requests with ``Connection: close``.
+timers, so the hot path carries no timer work. The sweep notes when it first
+sees a connection inside a request's headers or body (keyed by the parser's
+request count): headers not complete ``http_header_timeout`` later get 408
+and a close (slowloris), and so does a body that, after that same grace,
+arrives slower than ``http_body_min_rate`` bytes a second on average. An
+idle keep-alive connection is closed after ``http_keepalive_timeout``.
+
+A stopping worker (reload, ``max_request``, shutdown) answers every request
+that reaches it with ``Connection: close``. It closes a keep-alive connection
+only when no request can be on its way: after answering one more, or once
+the connection has been quiet (nothing received) for ``STOP_QUIET_TIME``;
+closing one the moment the stop begins would discard a request the client
+has already sent (the lingering close reads and drops it).
 """
 
 import logging
@@ -30,14 +41,24 @@ from ..sockets import SOCK_TCP
 from .access import access_log_enabled, configure_access_log, log_access
 from .parser import CONTINUE, HTTPError, ParsedRequest, RequestParser
 from .request import Request
-from .response import CONTINUE as CONTINUE_BYTES
-from .response import Response, date_header
+from .response import Response
+from .writer import CONTINUE as CONTINUE_BYTES
+from .writer import LENGTH, ResponseWriter, date_header, status_line
 
 log = logging.getLogger("gswoole")
 
+STOP_QUIET_TIME = 0.5   # seconds without input before a stopping worker closes a keep-alive
+_ERROR_BODY = b"Internal Server Error\n"
+
+
+class ClientGone(Exception):
+    """A response could not be written: the connection is gone or stuck."""
+
 
 class _HttpProtocol:
-    """One worker's HTTP glue between the reactor and Request/Response."""
+    """One worker's HTTP glue between the reactor and the handler."""
+
+    handler_name = "request callback"    # names the user's code in error logs
 
     def __init__(self, server, reactor):
         self.server = server
@@ -51,8 +72,10 @@ class _HttpProtocol:
         self.exist = reactor.exist
         self.close = reactor.close
         self._in_headers = {}            # (fd, request number) -> clock first seen in headers
+        self._in_body = {}               # (fd, request number) -> (clock, body bytes) first seen
+        self._quiet = None               # stopping: {fd: request number} of idle connections
         reactor.sweepers.append(self.sweep)
-        reactor.stop_hooks.append(self.close_idle)
+        reactor.stop_hooks.append(self.start_stopping)
 
     def splitter(self):
         """The per-connection framing: the parser itself (``feed`` -> events)."""
@@ -75,41 +98,75 @@ class _HttpProtocol:
 
     def handle_request(self, fd, parsed):
         conn = self.reactor.conns[fd]
-        remote = conn.remote
-        client = (remote[0], remote[1], conn.listener.port) if isinstance(remote, tuple) \
-            else (remote or "", 0, 0)
-        request = Request(parsed, fd, client, self.upload_dir)
-        response = Response(self, request)
+        writer = ResponseWriter(parsed.method, parsed.version, parsed.keep_alive)
         if self.access:
             started = time.time()
         try:
-            self.on_request(request, response)
+            self.respond(conn, parsed, writer)
+        except ClientGone:
+            # The client left or stopped reading mid-response: nothing to
+            # tell it; reset so a partial body cannot pass for a whole one.
+            self.abort(fd)
         except BaseException:   # gevent.Timeout is a BaseException too
-            log.exception("error in request callback (%s %s, fd=%d, worker #%d)",
-                          request.method, request.raw_uri, fd, self.reactor.worker_id)
-            if not response._head_sent:
-                response._headers = [("Content-Type", "text/plain")]
-                response.finished = False
-                response.status(500)
-                response.end(b"Internal Server Error\n")
-            else:
-                # Part of the body is out: reset first, so neither a FIN (the
-                # end of an HTTP/1.0 body) nor a kept-alive connection makes
-                # the truncated body look complete.
-                response.finished = True
-                self.abort(fd)
-                request.cleanup()
-        else:
+            self._respond_failed(fd, parsed, writer)
+        self._response_done(conn, parsed, writer)
+        if self.access:
+            remote = conn.remote
+            log_access(remote[0] if isinstance(remote, tuple) else remote, started,
+                       parsed.method, parsed.raw_uri, "HTTP/%d.%d" % parsed.version,
+                       writer.code or "-", writer.sent)
+
+    def respond(self, conn, parsed, writer):
+        """Run the handler for one request (Swoole's Request and Response)."""
+        remote = conn.remote
+        client = (remote[0], remote[1], conn.listener.port) if isinstance(remote, tuple) \
+            else (remote or "", 0, 0)
+        request = Request(parsed, conn.fd, client, self.upload_dir)
+        response = Response(self, request, writer)
+        try:
+            self.on_request(request, response)
             if not response.finished:
                 response.end()
-        if self.access:
-            log_access(client[0], started, request.method, request.raw_uri,
-                       "HTTP/%d.%d" % request.version, response._status, response.sent)
+        finally:
+            request.cleanup()
 
-    # -- used by Response ---------------------------------------------
+    def _respond_failed(self, fd, parsed, writer):
+        log.exception("error in %s (%s %s, fd=%d, worker #%d)", self.handler_name,
+                      parsed.method, parsed.raw_uri, fd, self.reactor.worker_id)
+        if not writer.started:
+            head = self.start(writer, 500, status_line(parsed.version, 500),
+                              [("Content-Type", "text/plain")], len(_ERROR_BODY))
+            self.send(fd, head + writer.end(_ERROR_BODY))
+        elif not writer.ended:
+            # Part of the body is out: reset, so neither a FIN (the end of a
+            # body framed by the close) nor a kept-alive connection makes the
+            # truncated body look complete.
+            self.abort(fd)
 
-    def keep_alive(self, request):
-        return request.keep_alive and not self.reactor.stopping
+    def _response_done(self, conn, parsed, writer):
+        """After every request: report a handler's framing mistakes, restart
+        the keep-alive clock, close the connection if the response ended it."""
+        if writer.excess:
+            log.error("%s %s: the handler sent %d body bytes past its Content-Length; "
+                      "they were not sent", parsed.method, parsed.raw_uri, writer.excess)
+        if writer.ended and writer.mode == LENGTH and writer.remaining:
+            log.error("%s %s: the response body ended %d bytes short of its "
+                      "Content-Length; closing the connection", parsed.method,
+                      parsed.raw_uri, writer.remaining)
+        reactor = self.reactor
+        if reactor.conns.get(conn.fd) is conn:
+            conn.last_time = reactor.clock
+            if writer.must_close or not writer.ended:
+                reactor.close(conn.fd)
+
+    # -- used by the response adapters -----------------------------------
+
+    def start(self, writer, code, line, headers, body_length=None):
+        """The response head, from ``writer``; a stopping worker ends the
+        connection with this response."""
+        if self.reactor.stopping:
+            writer.keep_alive = False
+        return writer.start(code, line, headers, date_header(self.reactor.clock), body_length)
 
     def date(self):
         return date_header(self.reactor.clock)
@@ -119,28 +176,16 @@ class _HttpProtocol:
         client cannot take a truncated body for a whole one."""
         self.reactor.close(fd, reset=True)
 
-    def finish(self, request):
-        """A Response is complete (used by Response)."""
-        request.cleanup()
-        self.response_done(request.fd, request.keep_alive)
-
-    def response_done(self, fd, keep_alive):
-        """A response is out: the keep-alive clock restarts now, and the
-        connection closes if the response ended it (or the worker stops)."""
-        reactor = self.reactor
-        conn = reactor.conns.get(fd)
-        if conn is not None:
-            conn.last_time = reactor.clock
-            if not keep_alive or reactor.stopping:
-                reactor.close(fd)
-
     # -- timeouts -----------------------------------------------------
 
     def sweep(self, reactor):
         clock = reactor.clock
-        header_limit = clock - self.setting["http_header_timeout"]
+        grace = self.setting["http_header_timeout"]
+        min_rate = self.setting["http_body_min_rate"]
+        header_limit = clock - grace
         idle_limit = clock - self.setting["http_keepalive_timeout"]
         in_headers = {}
+        in_body = {}
         for fd, conn in list(reactor.conns.items()):
             parser = conn.splitter
             if parser is None or conn.busy or conn.out_size or conn.eof:
@@ -153,22 +198,54 @@ class _HttpProtocol:
             elif parser.idle:
                 if conn.last_time <= idle_limit:
                     reactor.close(fd)
-            elif conn.last_time <= header_limit:
-                # Inside a body and silent for http_header_timeout: a slow
-                # upload is fine, a stalled one must not hold the worker.
-                self._time_out(reactor, fd)
+            else:
+                # Inside a body. A slow upload is fine, a trickle is not:
+                # after the grace, the average rate since the body began must
+                # reach http_body_min_rate (or the body must keep coming at
+                # all, when the rate check is off).
+                key = (fd, parser.requests_started)
+                since, received = in_body[key] = self._in_body.get(
+                    key, (clock, parser.body_received))
+                if min_rate and since <= header_limit:
+                    if parser.body_received - received < min_rate * (clock - since):
+                        self._time_out(reactor, fd)
+                elif conn.last_time <= header_limit:
+                    self._time_out(reactor, fd)
         self._in_headers = in_headers
+        self._in_body = in_body
 
     @staticmethod
     def _time_out(reactor, fd):
         reactor.send(fd, HTTPError(408, "Request Timeout").response_bytes())
         reactor.close(fd)
 
-    def close_idle(self, reactor):
-        for fd, conn in list(reactor.conns.items()):
+    # -- stopping -----------------------------------------------------
+
+    def start_stopping(self, reactor):
+        """A graceful stop began: from now on idle keep-alive connections
+        close once they have been quiet for STOP_QUIET_TIME (see the module
+        docstring); busy ones close after their next response."""
+        self._quiet = self._idle_connections()
+        timer = reactor.loop.timer(STOP_QUIET_TIME, STOP_QUIET_TIME)
+        timer.start(self._close_quiet)
+
+    def _idle_connections(self):
+        """{fd: request number} of connections between requests with nothing
+        queued either way."""
+        idle = {}
+        for fd, conn in self.reactor.conns.items():
             parser = conn.splitter
-            if parser is not None and not conn.busy and not conn.out_size and parser.idle:
-                reactor.close(fd)
+            if parser is not None and parser.idle and not conn.busy and not conn.out_size:
+                idle[fd] = parser.requests_started
+        return idle
+
+    def _close_quiet(self):
+        now = self._idle_connections()
+        before = self._quiet
+        for fd, started in now.items():
+            if before.get(fd) == started:
+                self.reactor.close(fd)
+        self._quiet = now
 
 
 class Server(_TcpServer):

@@ -1,0 +1,281 @@
+"""How a response is framed: the one decision both ``http.Server`` and the
+WSGI adapter ask (sans-IO: bytes out, no socket).
+
+A ``ResponseWriter`` is made per request from what the request said (method,
+version, may the connection stay open). ``start()`` takes the handler's
+status and headers and decides the body framing once, as h11's
+``_body_framing`` does:
+
+* no body: 1xx, 204 and 304 answers and any answer to HEAD. Body bytes given
+  for them are dropped. 1xx and 204 never carry Content-Length (RFC 9110
+  8.6); a 304's or a HEAD answer's describes the representation, so it is
+  kept (and for HEAD, a known body length is announced as a GET would see it);
+* Content-Length, the handler's (validated) or, when the whole body is known
+  up front, its length; the writer never sends more than it says (the excess
+  is dropped and counted in ``excess``) and a body that ends short leaves the
+  connection to be closed (``must_close``), since the client would read the
+  next response as the rest of this one;
+* chunked, for a body of unknown length on HTTP/1.1;
+* until close, for a body of unknown length on HTTP/1.0.
+
+Hop-by-hop headers from the handler are interpreted, never copied:
+``Connection: close`` ends the connection after this response,
+``Transfer-Encoding``, ``Keep-Alive``, ``TE``, ``Trailer`` and
+``Proxy-Connection`` are dropped (the writer frames the body itself), and
+``Upgrade`` only goes out on a 101. The writer then adds ``Content-Length``,
+``Transfer-Encoding: chunked`` and ``Connection`` as its decision needs.
+"""
+
+from email.utils import formatdate
+from http import HTTPStatus
+
+__all__ = ["ResponseWriter", "NO_BODY", "LENGTH", "CHUNKED", "UNTIL_CLOSE", "status_line",
+           "date_header", "encode_headers", "chunk", "LAST_CHUNK", "CONTINUE"]
+
+LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_STATUS_LINES = {}
+_date = [0, b""]
+
+
+def status_line(version, code, reason=None):
+    """``b'HTTP/1.1 200 OK\\r\\n'``, cached for the common cases."""
+    key = (version, code)
+    if reason is None:
+        line = _STATUS_LINES.get(key)
+        if line is None:
+            line = _STATUS_LINES[key] = ("HTTP/1.%d %d %s\r\n" % (
+                version[1], code, _REASONS.get(code, "Unknown"))).encode("latin-1")
+        return line
+    return ("HTTP/1.%d %d %s\r\n" % (version[1], code, reason)).encode("latin-1")
+
+
+def date_header(clock):
+    """The Date and Server header lines, formatted once per second (``clock``
+    is the wall clock in whole seconds)."""
+    if _date[0] != clock:
+        _date[0] = clock
+        _date[1] = ("Date: %s\r\nServer: gswoole\r\n" % formatdate(clock, usegmt=True)) \
+            .encode("latin-1")
+    return _date[1]
+
+
+def encode_headers(headers):
+    """[(name, value), ...] -> b'Name: value\\r\\n...', rejecting header injection."""
+    text = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    # Exactly one CR and one LF per header, or a name/value smuggled a line break.
+    if text.count("\n") != len(headers) or text.count("\r") != len(headers):
+        bad = [name for name, value in headers if "\r" in f"{name}{value}" or "\n" in f"{name}{value}"]
+        raise ValueError("header %r contains a line break" % (bad[0] if bad else headers,))
+    return text.encode("latin-1")
+
+# Body framing modes.
+NO_BODY = 0
+LENGTH = 1
+CHUNKED = 2
+UNTIL_CLOSE = 3
+
+# What a header name means to the writer (cached per spelling).
+_ORDINARY = 0
+_CONTENT_LENGTH = 1
+_CONNECTION = 2
+_HOP_BY_HOP = 3       # dropped
+_UPGRADE = 4          # kept only on a 101
+_DATE = 5
+_SERVER = 6
+
+_SPECIAL_NAMES = {
+    "content-length": _CONTENT_LENGTH,
+    "connection": _CONNECTION,
+    "transfer-encoding": _HOP_BY_HOP,
+    "keep-alive": _HOP_BY_HOP,
+    "proxy-connection": _HOP_BY_HOP,
+    "te": _HOP_BY_HOP,
+    "trailer": _HOP_BY_HOP,
+    "upgrade": _UPGRADE,
+    "date": _DATE,
+    "server": _SERVER,
+}
+_KINDS = {}
+_KINDS_MAX = 1024
+
+
+def _kind(name):
+    kind = _KINDS.get(name)
+    if kind is None:
+        if name.__class__ is not str:
+            raise TypeError("header names must be str, got %r" % (name,))
+        kind = _SPECIAL_NAMES.get(name.lower(), _ORDINARY)
+        if len(_KINDS) < _KINDS_MAX:
+            _KINDS[name] = kind
+    return kind
+
+
+def _content_length(value):
+    text = str(value).strip()
+    if not text.isdigit() or not text.isascii():
+        raise ValueError("invalid Content-Length %r" % (value,))
+    return int(text)
+
+
+def chunk(data):
+    """One chunk of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class ResponseWriter:
+    """Frames one response (see the module docstring).
+
+    ``start(code, status_line, headers, date_line, body_length=None)`` returns
+    the head; ``body(data)`` the bytes to send for a piece of the body;
+    ``end(data)`` the last bytes. After ``end``, ``must_close`` says whether
+    the connection has to close."""
+
+    __slots__ = ("head_request", "version", "keep_alive", "code", "mode", "remaining",
+                 "sent", "excess", "started", "ended")
+
+    def __init__(self, method, version, keep_alive):
+        self.head_request = method == "HEAD"
+        self.version = version
+        self.keep_alive = keep_alive
+        self.code = 0
+        self.mode = NO_BODY
+        self.remaining = 0       # LENGTH: bytes still owed
+        self.sent = 0            # body bytes written (the access log's size)
+        self.excess = 0          # body bytes dropped past Content-Length
+        self.started = False
+        self.ended = False
+
+    @property
+    def must_close(self):
+        """The connection cannot carry another response after this one."""
+        return not self.keep_alive or (self.mode == LENGTH and self.remaining > 0)
+
+    def start(self, code, status_line, headers, date_line, body_length=None):
+        """The response head (bytes). ``body_length`` is the whole body's
+        length when it is known now (a body given in one piece).
+
+        Raises ValueError (an invalid Content-Length, a line break in a
+        header) or TypeError (a name that is not str) before anything is
+        decided, so the caller can still answer 500 instead."""
+        if self.started:
+            raise RuntimeError("the response head was already sent")
+        length = None
+        close = False
+        copy = False             # some header is interpreted rather than copied
+        for name, value in headers:
+            kind = _kind(name)
+            if kind == _ORDINARY:
+                continue
+            if kind == _CONTENT_LENGTH:
+                value = _content_length(value)
+                if length is not None and value != length:
+                    raise ValueError("two different Content-Length headers")
+                length = value
+            elif kind == _DATE or kind == _SERVER:
+                date_line = _without_our(date_line, kind)
+            elif kind == _CONNECTION:
+                close = close or "close" in str(value).lower()
+                copy = True
+            elif kind != _UPGRADE or code != 101:
+                copy = True
+        kept = _without_hop_by_hop(headers, code) if copy else headers
+
+        keep_alive = self.keep_alive and not close
+        extra = []
+        if code < 200 or code == 204:
+            mode = NO_BODY
+            if length is not None:
+                kept = [h for h in kept if _kind(h[0]) != _CONTENT_LENGTH]
+        elif code == 304 or self.head_request:
+            mode = NO_BODY
+            if length is None:
+                if body_length is not None and code != 304:
+                    extra.append(("Content-Length", body_length))
+                elif code != 304 and self.version >= (1, 1):
+                    extra.append(("Transfer-Encoding", "chunked"))
+        elif length is not None:
+            mode = LENGTH
+            self.remaining = length
+        elif body_length is not None:
+            mode = LENGTH
+            self.remaining = body_length
+            extra.append(("Content-Length", body_length))
+        elif self.version >= (1, 1):
+            mode = CHUNKED
+            extra.append(("Transfer-Encoding", "chunked"))
+        else:
+            mode = UNTIL_CLOSE
+            keep_alive = False       # the close is what ends the body
+        if code == 101:
+            extra.append(("Connection", "upgrade"))
+        elif not keep_alive:
+            extra.append(("Connection", "close"))
+        elif self.version < (1, 1):
+            extra.append(("Connection", "keep-alive"))
+        head = b"".join((status_line, date_line,
+                         encode_headers(kept + extra if extra else kept), b"\r\n"))
+        self.code = code
+        self.mode = mode
+        self.keep_alive = keep_alive
+        self.started = True
+        return head
+
+    def body(self, data):
+        """The bytes to send for ``data`` (bytes), a piece of the body."""
+        mode = self.mode
+        if mode == LENGTH:
+            remaining = self.remaining
+            if len(data) > remaining:
+                self.excess += len(data) - remaining
+                data = data[:remaining]
+            self.remaining = remaining - len(data)
+        elif mode == CHUNKED:
+            if not data:
+                return b""           # an empty chunk would end the body
+            self.sent += len(data)
+            return chunk(data)
+        elif mode == NO_BODY:
+            return b""
+        self.sent += len(data)
+        return data
+
+    def end(self, data=b""):
+        """The last bytes of the response (the rest of the body, the last chunk)."""
+        self.ended = True
+        out = self.body(data) if data else b""
+        if self.mode == CHUNKED:
+            return out + LAST_CHUNK
+        return out
+
+    def file_count(self, count):
+        """How many of a file's ``count`` bytes to send with sendfile (the
+        head must have been started with ``body_length=count``)."""
+        if self.mode == NO_BODY:
+            return 0
+        if self.mode == LENGTH:
+            if count > self.remaining:
+                self.excess += count - self.remaining
+                count = self.remaining
+            self.remaining -= count
+        self.sent += count
+        return count
+
+
+def _without_our(date_line, kind):
+    """Our Date/Server lines less the one the handler set itself."""
+    date, server = date_line.partition(b"Server: ")[::2]
+    return (b"Server: " + server if server else b"") if kind == _DATE else date
+
+
+def _without_hop_by_hop(headers, code):
+    """``headers`` less those the writer interprets instead of copying."""
+    kept = []
+    for header in headers:
+        kind = _kind(header[0])
+        if kind == _ORDINARY or kind == _CONTENT_LENGTH or kind == _DATE or kind == _SERVER \
+                or (kind == _UPGRADE and code == 101):
+            kept.append(header)
+    return kept
