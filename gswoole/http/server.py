@@ -206,8 +206,9 @@ class _HttpProtocol:
                 key = (fd, parser.requests_started)
                 since, received = in_body[key] = self._in_body.get(
                     key, (clock, parser.body_received))
-                if min_rate and since <= header_limit:
-                    if parser.body_received - received < min_rate * (clock - since):
+                if min_rate:
+                    if since <= header_limit and \
+                            parser.body_received - received < min_rate * (clock - since):
                         self._time_out(reactor, fd)
                 elif conn.last_time <= header_limit:
                     self._time_out(reactor, fd)
