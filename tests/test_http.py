@@ -1,4 +1,4 @@
-"""gswoole.http.Server end to end over real sockets (DESIGN section 5)."""
+"""gswoole.http.Server end to end over real sockets (docs/http.md)."""
 
 import json
 import socket

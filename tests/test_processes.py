@@ -1,4 +1,5 @@
-"""The process model end to end: workers, signals, recycling, reload (DESIGN section 1)."""
+"""The process model end to end: workers, signals, recycling, reload
+(docs/guide.md section 8)."""
 
 import os
 import signal

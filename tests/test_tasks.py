@@ -1,5 +1,5 @@
 """Task workers, pipe messages and cross-worker calls end to end on real
-servers (DESIGN section 3: the task paragraph and the events table)."""
+servers (docs/tasks.md)."""
 
 import ast
 import os
