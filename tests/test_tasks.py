@@ -32,10 +32,6 @@ COMMON = """
 import ast, gevent
 from gswoole import TaskError
 
-# the header's READY line is a print() (several write()s) that the workers'
-# lines can split; say it with one write()
-server.on("start", lambda s: emit("READY", s.port, s.master_pid))
-
 def on_task(s, task_id, src_worker_id, data):
     op, *args = data
     if op == "echo":
