@@ -97,6 +97,17 @@ class ServerProcess:
         with self._cond:
             return [m for m in map(regex.search, sink) if m]
 
+    def wait_output_closed(self, timeout=10.0):
+        """Wait until stdout and stderr are read to their end (all processes
+        holding them have exited), so ``lines`` and ``errlines`` are whole."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._open_streams:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError("output still open after %ss" % timeout)
+                self._cond.wait(remaining)
+
     def wait_ready(self, timeout=15.0):
         match = self.wait_line(r"^READY (\d+) (\d+)", timeout)
         self.port = int(match.group(1))
