@@ -1,7 +1,7 @@
 """Length-prefixed JSON RPC with gswoole.Client (and the server it talks to).
 
-    python examples/rpc_client.py server [port]   # the server (default port 9502)
-    python examples/rpc_client.py client [port]   # the client (also the default mode)
+    python examples/rpc_client.py [port]          # the server (default port 9501)
+    python examples/rpc_client.py client [port]   # the client
 
 Wire format, both ways: a 4-byte big-endian body length, then a JSON body.
 The server sets Swoole's length framing, so each ``receive`` is one whole
@@ -121,8 +121,7 @@ def run_client(port):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    port = int(args[-1]) if args and args[-1].isdigit() else 9502
-    if sys.argv[1:2] == ["server"]:
-        serve(port)
-    else:
+    port = int(args[-1]) if args and args[-1].isdigit() else 9501
+    if args[:1] == ["client"]:
         sys.exit(run_client(port))
+    serve(port)

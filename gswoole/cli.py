@@ -222,8 +222,10 @@ def _announce_on_start(server):
 
     def announce(server):
         where = ", ".join(listener.describe() for listener in server.ports)
-        print("gswoole-serve: listening on %s with %d worker(s), master pid %d"
-              % (where, server.setting["worker_num"], server.master_pid), flush=True)
+        # One write (print() is two under PYTHONUNBUFFERED): workers share stdout.
+        sys.stdout.write("gswoole-serve: listening on %s with %d worker(s), master pid %d\n"
+                         % (where, server.setting["worker_num"], server.master_pid))
+        sys.stdout.flush()
         if user_start is not None:
             user_start(server)
     server.on("start", announce)

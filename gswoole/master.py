@@ -501,14 +501,15 @@ def remove_pid_file(path, pid):
 
 
 def daemonize(log_file):
-    """Detach: fork twice, new session, stdio to /dev/null (or the log file)."""
+    """Detach: fork twice, new session, stdio to /dev/null (or the log file;
+    "-", stderr, is /dev/null once detached)."""
     if posix.fork():
         os._exit(0)
     os.setsid()
     if posix.fork():
         os._exit(0)
     null = os.open(os.devnull, os.O_RDWR)
-    out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if log_file else null
+    out = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644) if log_file not in (None, "-") else null
     os.dup2(null, 0)
     os.dup2(out, 1)
     os.dup2(out, 2)

@@ -97,6 +97,9 @@ class Reactor:
         self.sweepers = []           # called every second with the reactor (protocol timeouts)
         self.route = None            # (pid, worker_id, op, *args) -> answer, for other workers' fds
         self.stop_hooks = []         # called once when a graceful stop begins
+        # Per-connection debug records (accept, release) only when asked for:
+        # the level is set in the master before the fork and never changes.
+        self._debug = log.isEnabledFor(logging.DEBUG)
 
     # -- accepting -----------------------------------------------------------
 
@@ -260,6 +263,9 @@ class Reactor:
         conn = Connection(fd, sock, fileno, listener, addr, self.clock)
         self.conns[fd] = conn
         self.accept_count += 1
+        if self._debug:
+            log.debug("worker #%d: fd %d accepted from %s on %s (%d open)", self.worker_id,
+                      fd, addr, listener.describe(), len(self.conns))
         if listener.splitter_factory is not None:
             conn.splitter = listener.splitter_factory()
         conn.reader = reader = self.loop.io(fileno, 1)
@@ -678,6 +684,9 @@ class Reactor:
         del self.conns[conn.fd]
         self.close_count += 1
         conn.state = RELEASED
+        if self._debug:
+            log.debug("worker #%d: fd %d closed (%d open, %d bytes still to send)",
+                      self.worker_id, conn.fd, len(self.conns), conn.out_size)
         if conn.sock is None:
             self._room_again()
             self._check_drained()

@@ -438,7 +438,9 @@ class Server:
 def _configure_logging(setting):
     logger = logging.getLogger("gswoole")
     logger.setLevel(settings.logging_level(setting["log_level"]))
-    if setting["log_file"]:
+    if setting["log_file"] == "-":   # as in gunicorn: "-" is stderr, not a file
+        handler = logging.StreamHandler(sys.stderr)
+    elif setting["log_file"]:
         handler = logging.FileHandler(setting["log_file"])
     elif logger.handlers or logging.getLogger().handlers:
         return  # the application configured logging itself

@@ -164,7 +164,7 @@ SETTINGS = [
             cli=("-D", "--daemon")),
     Setting("pid_file", None, optional_text, "Write the master's pid here; removed on exit.",
             cli=("-p", "--pid")),
-    Setting("log_file", None, optional_text, "Append logs here instead of stderr.",
+    Setting("log_file", None, optional_text, "Append logs here instead of stderr ('-': stderr).",
             cli="--log-file"),
     Setting("log_level", "info", log_level, "Level of the 'gswoole' logger.",
             cli="--log-level"),

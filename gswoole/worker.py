@@ -107,6 +107,9 @@ class Worker:
             watcher.start(handler)
         unblock_signals()
         self.reactor.open_sockets()
+        log.debug("%s #%d (pid %d) booted: %s, max_request %s", self.kind, self.worker_id,
+                  self.pid, ", ".join(l.describe() for l in ctx.listeners) or "no ports",
+                  self.reactor.request_limit or "unlimited")
         self._call("workerstart", self.server, self.worker_id)
         if not self._stop.is_set():
             self.reactor.start()

@@ -3,7 +3,8 @@
 ``serve(body)`` writes a server script (the given body, after a standard
 header that builds ``server`` on port 0) and starts it in its own session.
 The script reports "READY <port> <master_pid>" from the ``start`` event, so
-tests wait on that line instead of sleeping. Each test's servers are stopped
+tests wait on that line instead of sleeping; server scripts print with
+``emit(...)`` (one write per line, see EMIT). Each test's servers are stopped
 (SIGTERM, then SIGKILL of the process group they created) at teardown.
 """
 
@@ -21,22 +22,27 @@ import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# Server scripts print with emit(): one os.write() per line. print() is
+# several writes (one per part and separator) under PYTHONUNBUFFERED, and the
+# master's and workers' writes to the shared pipe then split each other's
+# lines ("READYWORKERSTART 1 8807"). Scripts with their own header add EMIT.
+EMIT = """
+import os
+def emit(*parts):
+    os.write(1, (" ".join(map(str, parts)) + "\\n").encode())
+"""
+
 HEADER = """\
 import os, sys, time, signal
 import gswoole
 server = gswoole.Server({host!r}, 0, {sock_type})
 server.set(worker_num={workers}, log_level="info"{extra})
-def _ready(server):
-    print("READY", server.port, server.master_pid, flush=True)
-server.on("start", _ready)
-def emit(*parts):
-    # one write() per line: several workers share this pipe
-    os.write(1, (" ".join(map(str, parts)) + "\\n").encode())
-"""
+server.on("start", lambda server: emit("READY", server.port, server.master_pid))
+""" + EMIT.replace("{", "{{").replace("}", "}}")
 
 FOOTER = """
 server.start()
-print("STOPPED", flush=True)
+emit("STOPPED")
 """
 
 
@@ -90,6 +96,17 @@ class ServerProcess:
         sink = self.lines if stream == "out" else self.errlines
         with self._cond:
             return [m for m in map(regex.search, sink) if m]
+
+    def wait_output_closed(self, timeout=10.0):
+        """Wait until stdout and stderr are read to their end (all processes
+        holding them have exited), so ``lines`` and ``errlines`` are whole."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._open_streams:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError("output still open after %ss" % timeout)
+                self._cond.wait(remaining)
 
     def wait_ready(self, timeout=15.0):
         match = self.wait_line(r"^READY (\d+) (\d+)", timeout)

@@ -1,5 +1,7 @@
-"""Import rules of DESIGN section 6, checked on the source: sans-IO cores
-import no gevent and no sockets, and nothing low imports the facade."""
+"""The import rules, checked on the source: imports flow one way (cli ->
+server facade -> master/worker -> reactor/connection -> protocol cores),
+sans-IO cores import no gevent and no sockets, and nothing low imports the
+facade."""
 
 import ast
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Connections end to end: echo, ordering, sending and closing (DESIGN section 2)."""
+"""Connections end to end: echo, ordering, sending and closing (docs/guide.md sections 1-2)."""
 
 import random
 import socket

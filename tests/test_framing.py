@@ -3,6 +3,7 @@
 import random
 import struct
 
+import hypothesis
 import pytest
 
 from gswoole.errors import GSwooleError
@@ -520,10 +521,9 @@ def test_large_stream_eof_check():
     assert b"".join(delivered) == stream
 
 
-# -- properties (optional) ----------------------------------------------------
+# -- properties ------------------------------------------------------------------
 
 def test_properties_with_hypothesis():
-    hypothesis = pytest.importorskip("hypothesis")
     st = hypothesis.strategies
 
     payloads = st.lists(st.binary(max_size=40), max_size=30)

@@ -1,4 +1,4 @@
-"""gswoole.http.Server end to end over real sockets (DESIGN section 5)."""
+"""gswoole.http.Server end to end over real sockets (docs/http.md)."""
 
 import json
 import socket
@@ -7,15 +7,15 @@ import weakref
 
 import pytest
 
-from conftest import recv_until_eof, wait_until
+from conftest import EMIT, recv_until_eof, wait_until
 
 HTTP_HEADER = """\
 import os, sys, json
 import gswoole, gswoole.http
 server = gswoole.http.Server("127.0.0.1", 0)
 server.set(worker_num={workers}, log_level="info"{extra})
-server.on("start", lambda s: print("READY", s.port, s.master_pid, flush=True))
-"""
+server.on("start", lambda s: emit("READY", s.port, s.master_pid))
+""" + EMIT.replace("{", "{{").replace("}", "}}")
 
 FOOTER = """
 server.start()
@@ -393,7 +393,7 @@ def test_extra_port_with_its_own_receive_stays_raw_tcp(http_serve):
 server.on("request", lambda req, resp: resp.end("http"))
 raw = server.listen("127.0.0.1", 0)
 raw.on("receive", lambda s, fd, rid, data: s.send(fd, b"raw:" + data))
-server.on("workerStart", lambda s, wid: print("RAW", raw.port, flush=True))
+server.on("workerStart", lambda s, wid: emit("RAW", raw.port))
 """)
     raw_port = int(srv.wait_line(r"^RAW (\d+)").group(1))
     assert request(srv.port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")[2] == b"http"

@@ -12,8 +12,7 @@ from conftest import recv_until_eof
 from gswoole.http.parser import ParsedRequest, RequestParser
 from test_http import HTTP_HEADER, FOOTER, request
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "conformance" / \
-    "gunicorn-http-requests.json"
+CORPUS = Path(__file__).resolve().parent / "data" / "gunicorn-http-requests.json"
 # Features gswoole does not offer (see test_http_parser.py for the reasons).
 UNOFFERED = {"proxy_protocol", "header_map", "permit_obsolete_folding",
              "forwarded_allow_ips", "strip_header_spaces",
@@ -21,8 +20,6 @@ UNOFFERED = {"proxy_protocol", "header_map", "permit_obsolete_folding",
 
 
 def _invalid_cases():
-    if not CORPUS.exists():
-        return []
     cases = json.loads(CORPUS.read_text())["invalid"]
     return [c for c in cases if not set(c["config"]) & UNOFFERED]
 
@@ -44,7 +41,6 @@ server.on("request", lambda req, resp: resp.end("served " + req.method))
         srv.stop()
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason="conformance corpus not found at %s" % CORPUS)
 @pytest.mark.parametrize("case", _invalid_cases(), ids=lambda c: c["name"])
 def test_invalid_request_never_gets_a_2xx(corpus_server, case):
     raw = base64.b64decode(case["raw_base64"])

@@ -2,17 +2,19 @@
 
 Two parts:
 
-* gunicorn's request corpus (/work/shared/conformance), every case fed whole,
+* gunicorn's request corpus (tests/data, MIT), every case fed whole,
   byte by byte and in random chunks (three seeds). Valid cases must parse to
   the expected requests; invalid ones must end in an HTTPError of the right
   kind and never in a parsed request.
+* A property (hypothesis): any corpus case, or several valid ones pipelined,
+  cut at arbitrary points gives exactly the events of the whole.
 * Focused cases for what the corpus does not cover: pipelining, 100-continue,
   keep-alive, limits, smuggling, upgrades, the idle/in_headers/closed flags.
 
 Deliberate differences from gunicorn, asserted as such (not skipped):
 
 * valid 009: Content-Length together with Transfer-Encoding (here
-  "identity") is 400: DESIGN section 5 rejects conflicting CL/TE, as llhttp does.
+  "identity") is 400: conflicting CL/TE is refused (docs/http.md), as llhttp does.
 * valid 013: "5; some; parameters=stuff": llhttp refuses whitespace around
   ";" in chunk extensions, and httptools has no leniency for it: 400.
 * valid 027: raw non-ASCII bytes in the request target: llhttp refuses them
@@ -35,17 +37,18 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from gswoole.http.parser import CONTINUE, HTTPError, ParsedRequest, RequestParser
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "gunicorn-http-requests.json"
+CORPUS = Path(__file__).resolve().parent / "data" / "gunicorn-http-requests.json"
 
 # gunicorn settings that map onto RequestParser arguments; any other setting
 # in a case's config is a feature gswoole does not offer.
 PARSER_SETTINGS = ("limit_request_line", "limit_request_fields", "limit_request_field_size")
 
 STRICTER = {
-    "009": (400, "Content-Length with Transfer-Encoding is refused (DESIGN 5; llhttp too)"),
+    "009": (400, "Content-Length with Transfer-Encoding is refused (docs/http.md; llhttp too)"),
     "013": (400, "llhttp refuses whitespace around ';' in chunk extensions"),
     "027": (400, "llhttp refuses raw non-ASCII bytes in the request target"),
     "031": (400, "llhttp knows only registered methods; an unknown one is a bad request"),
@@ -66,9 +69,6 @@ SEEDS = (1, 2, 3)
 
 
 def _load_cases():
-    if not CORPUS.exists():
-        reason = "conformance corpus not found at %s" % CORPUS
-        return ([pytest.param(None, id="no-corpus", marks=pytest.mark.skip(reason=reason))],) * 2
     corpus = json.loads(CORPUS.read_text())
     return tuple([pytest.param(case, id=case["name"]) for case in corpus[kind]]
                  for kind in ("valid", "invalid"))
@@ -230,6 +230,57 @@ def test_invalid_case(case, mode):
         errors = errors_of(events) + ([eof_error] if eof_error else [])
         assert len(errors) == 1, errors
         assert errors[0].status in allowed, (errors[0].status, errors[0].reason, case["error"])
+
+
+# -- property: arbitrary cuts give the same events as the whole --------------
+
+def _offered(case):
+    return not set(case["config"]) - set(PARSER_SETTINGS)
+
+
+OFFERED_CASES = [c.values[0] for c in VALID_CASES + INVALID_CASES if _offered(c.values[0])]
+# Cases that can be pipelined: accepted (not in STRICTER), default limits, and
+# leaving the connection open (not HTTP/1.0, no "Connection: close", no coded
+# body, and complete: 099 stops short of its body).
+def _keeps_alive(case):
+    parser = RequestParser()
+    events = parser.feed(base64.b64decode(case["raw_base64"]))
+    return not parser.closed and not parser.in_headers and parser.idle and \
+        len(requests_of(events)) == len(case["requests"]) == len(events)
+
+
+PIPELINABLE = [c.values[0] for c in VALID_CASES
+               if not c.values[0]["config"] and c.values[0]["name"] not in STRICTER
+               and _keeps_alive(c.values[0])]
+
+
+def _events(data, limits, pieces):
+    parser = RequestParser(**limits)
+    events = feed_all(parser, pieces) + [("eof", parser.feed_eof())]
+    return [(type(e).__name__, [getattr(e, k) for k in ParsedRequest.__slots__])
+            if isinstance(e, ParsedRequest) else
+            ("error", e.status) if isinstance(e, HTTPError) else
+            ("eof", e[1] and e[1].status) if isinstance(e, tuple) else e
+            for e in events]
+
+
+def _cut(data, points):
+    edges = sorted({0, len(data)} | {p % (len(data) + 1) for p in points})
+    return [data[a:b] for a, b in zip(edges, edges[1:])]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.sampled_from(OFFERED_CASES).map(lambda c: [c]),
+                 st.lists(st.sampled_from(PIPELINABLE), min_size=2, max_size=4)),
+       st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=30))
+def test_any_cuts_give_the_events_of_the_whole(cases, points):
+    data = b"".join(base64.b64decode(c["raw_base64"]) for c in cases)
+    limits = limits_of(cases[0])
+    whole = _events(data, limits, [data])
+    assert _events(data, limits, _cut(data, points)) == whole
+    if len(cases) > 1:   # pipelined: one request per case, all of them
+        assert sum(1 for e in whole if e[0] == "ParsedRequest") == \
+            sum(len(c["requests"]) for c in cases)
 
 
 # -- pipelining and partial input -------------------------------------------

@@ -1,5 +1,5 @@
-"""The task wire format (sans-IO pack/unpack) and its socket side (DESIGN
-section 6: the task wire format is pure functions over bytes)."""
+"""The task wire format (sans-IO pack/unpack: pure functions
+over bytes) and its socket side."""
 
 import os
 import pickle

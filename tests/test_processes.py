@@ -1,4 +1,5 @@
-"""The process model end to end: workers, signals, recycling, reload (DESIGN section 1)."""
+"""The process model end to end: workers, signals, recycling, reload
+(docs/guide.md section 8)."""
 
 import os
 import signal
@@ -8,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import recv_exactly, recv_until_eof, wait_until
+from conftest import EMIT, recv_exactly, recv_until_eof, wait_until
 
 ECHO = """
 server.on("receive", lambda s, fd, rid, data: s.send(fd, data))
@@ -334,14 +335,14 @@ def test_tcp6(serve):
 def test_patched_master_reaps_a_dead_worker_at_once(serve):
     # Under gevent.monkey.patch_all() signal.signal is gevent's, which keeps
     # SIGCHLD for itself; the master must still wake when a worker dies.
-    srv = serve(raw=True, body="""
+    srv = serve(raw=True, body=EMIT + """
 import gswoole, os, signal, time
 gswoole.patch_all()
 server = gswoole.Server("127.0.0.1", 0)
 server.set(worker_num=1)
 server.on("receive", lambda s, fd, rid, data: None)
-server.on("start", lambda s: print("READY", s.port, s.master_pid, flush=True))
-server.on("workerStart", lambda s, wid: print("WORKERSTART", os.getpid(), time.time(), flush=True))
+server.on("start", lambda s: emit("READY", s.port, s.master_pid))
+server.on("workerStart", lambda s, wid: emit("WORKERSTART", os.getpid(), time.time()))
 server.start()
 """)
     first = srv.wait_line(r"^WORKERSTART (\d+) ")

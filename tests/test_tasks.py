@@ -1,5 +1,5 @@
 """Task workers, pipe messages and cross-worker calls end to end on real
-servers (DESIGN section 3: the task paragraph and the events table)."""
+servers (docs/tasks.md)."""
 
 import ast
 import os
@@ -31,10 +31,6 @@ def serve(serve):
 COMMON = """
 import ast, gevent
 from gswoole import TaskError
-
-# the header's READY line is a print() (several write()s) that the workers'
-# lines can split; say it with one write()
-server.on("start", lambda s: emit("READY", s.port, s.master_pid))
 
 def on_task(s, task_id, src_worker_id, data):
     op, *args = data

@@ -10,18 +10,18 @@ import textwrap
 
 import pytest
 
-from conftest import recv_until_eof, wait_until
+from conftest import EMIT, recv_until_eof, wait_until
 from test_http import read_response, request
 
 WSGI_HEADER = """\
 import os, sys, json
 import gswoole, gswoole.wsgi
-"""
+""" + EMIT
 
 RUN = """
 server = gswoole.wsgi.Server(app, "127.0.0.1", 0)
 server.set(worker_num={workers}{extra})
-server.on("start", lambda s: print("READY", s.port, s.master_pid, flush=True))
+server.on("start", lambda s: emit("READY", s.port, s.master_pid))
 server.start()
 """
 
@@ -66,7 +66,7 @@ def test_streaming_generator_is_chunked_and_closed(wsgi_serve):
                 for i in range(5):
                     yield b"piece%d;" % i
             def close(self):
-                print("CLOSED-ITERABLE", flush=True)
+                emit("CLOSED-ITERABLE")
         def app(environ, start_response):
             start_response("200 OK", [("Content-Type", "text/plain")])
             return Body()
