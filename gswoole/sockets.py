@@ -50,6 +50,7 @@ class Listener:
         self.splitter_factory = None   # framing
         self.half_close = False        # EOF still lets queued events answer (HTTP)
         self.on_connect = self.on_receive = self.on_close = None
+        self.protocol = None           # the protocol object of the port (HTTP), if any
         self.sock = self._bind(port, reuse_port=False)
         if self.is_stream:
             self.sock.listen(128)   # start() sets the configured backlog

@@ -127,7 +127,7 @@ class Worker:
             return 0
         Timer.clear_all()
         deadline = time.monotonic() + self.setting["max_wait_time"]
-        self.reactor.drain(self.setting["max_wait_time"])
+        self.reactor.stop_gracefully(self.setting["max_wait_time"])
         # Results of tasks this worker sent still come to it (finish callbacks).
         self.mailbox.wait_idle(max(0.0, deadline - time.monotonic()))
         self._call("workerstop", self.server, self.worker_id)

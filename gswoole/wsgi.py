@@ -88,14 +88,14 @@ class FileWrapper:
 
 class _WsgiProtocol(_HttpProtocol):
     handler_name = "WSGI app"
-    def __init__(self, server, reactor):
-        super().__init__(server, reactor)
-        self.app = server.app
-        listener = server._listeners[0]
+
+    def __init__(self, host, setting, app, server_name, server_port):
+        super().__init__(host, setting)
+        self.app = app
         self.base_environ = {
             "SCRIPT_NAME": "",
-            "SERVER_NAME": server.host if listener.is_tcp else "localhost",
-            "SERVER_PORT": str(server.port),
+            "SERVER_NAME": server_name,
+            "SERVER_PORT": str(server_port),
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
             "wsgi.errors": sys.stderr,
@@ -106,7 +106,7 @@ class _WsgiProtocol(_HttpProtocol):
             "wsgi.file_wrapper": FileWrapper,
         }
 
-    def environ(self, parsed, conn):
+    def environ(self, parsed, transport):
         env = self.base_environ.copy()
         path = parsed.path
         env["REQUEST_METHOD"] = parsed.method
@@ -114,7 +114,7 @@ class _WsgiProtocol(_HttpProtocol):
         env["QUERY_STRING"] = parsed.query_string
         env["RAW_URI"] = parsed.raw_uri
         env["SERVER_PROTOCOL"] = "HTTP/1.1" if parsed.version == (1, 1) else "HTTP/1.0"
-        remote = conn.remote
+        remote = transport.get_extra_info("peername")
         if isinstance(remote, tuple):
             env["REMOTE_ADDR"] = remote[0]
             env["REMOTE_PORT"] = str(remote[1])
@@ -135,10 +135,10 @@ class _WsgiProtocol(_HttpProtocol):
                     env[key] = value
         return env
 
-    def respond(self, conn, parsed, writer):
+    def respond(self, transport, parsed, writer):
         """Run the app for one request (PEP 3333)."""
-        env = self.environ(parsed, conn)
-        exchange = _Exchange(self, conn.fd, parsed, writer)
+        env = self.environ(parsed, transport)
+        exchange = _Exchange(self, transport, parsed, writer)
         result = self.app(env, exchange.start_response)
         try:
             if result.__class__ is list and len(result) == 1 and not writer.started:
@@ -184,11 +184,11 @@ class _Exchange:
     """One WSGI request/response: ``start_response`` and the body, handed to
     the protocol's ``ResponseWriter``."""
 
-    __slots__ = ("protocol", "fd", "parsed", "writer", "status", "headers")
+    __slots__ = ("protocol", "transport", "parsed", "writer", "status", "headers")
 
-    def __init__(self, protocol, fd, parsed, writer):
+    def __init__(self, protocol, transport, parsed, writer):
         self.protocol = protocol
-        self.fd = fd
+        self.transport = transport
         self.parsed = parsed
         self.writer = writer
         self.status = None
@@ -234,7 +234,7 @@ class _Exchange:
             self._send(out)
 
     def _send(self, out):
-        if not self.protocol.send(self.fd, out):
+        if not self.transport.write(out):
             raise ClientGone()
 
     def can_sendfile(self, wrapper):
@@ -250,15 +250,13 @@ class _Exchange:
         size = os.fstat(f.fileno()).st_size - offset
         self._send(self._head(size))
         count = self.writer.file_count(size)
-        if count and not self.protocol.send_file(self.fd, f, offset, count):
+        if count and not self.transport.write_file(f, offset, count):
             raise ClientGone()
         self.writer.end()
 
 
 class Server(_HttpServer):
     """Serve a WSGI ``app``: ``gswoole.wsgi.Server(app, "127.0.0.1", 8000).start()``."""
-
-    protocol_class = _WsgiProtocol
 
     def __init__(self, app, host="127.0.0.1", port=8000, sock_type=SOCK_TCP):
         if not callable(app):
@@ -268,4 +266,9 @@ class Server(_HttpServer):
 
     def _check_request_callback(self):
         pass  # the app is the handler
+
+    def _make_protocol(self, reactor):
+        main = self._listeners[0]
+        return _WsgiProtocol(reactor, self.setting, self.app,
+                             self.host if main.is_tcp else "localhost", self.port)
 

@@ -21,8 +21,9 @@ class Response:
     ``end``, ``sendfile``, ``redirect``. Methods return False once the
     response is finished (or the client is gone), as Swoole's do."""
 
-    def __init__(self, protocol, request, writer):
-        self._protocol = protocol        # the HTTP server's per-worker glue
+    def __init__(self, protocol, transport, request, writer):
+        self._protocol = protocol        # frames the head (http/server.py)
+        self._transport = transport
         self._request = request
         self._writer = writer
         self.fd = request.fd
@@ -129,17 +130,17 @@ class Response:
             ok = self._send(head)
             count = self._writer.file_count(count)
             if ok and count:
-                ok = self._protocol.send_file(self.fd, f, offset, count)
+                ok = self._transport.write_file(f, offset, count)
                 if not ok:
-                    self._protocol.abort(self.fd)   # Content-Length promised, not delivered
+                    self._transport.abort()   # Content-Length promised, not delivered
             self._writer.end()
         return ok
 
     def _send(self, out):
-        if self._protocol.send(self.fd, out):
+        if self._transport.write(out):
             return True
         self.finished = True
-        self._protocol.abort(self.fd)
+        self._transport.abort()
         return False
 
     def redirect(self, url, code=302):
@@ -148,14 +149,14 @@ class Response:
         return self.end()
 
     def is_writable(self):
-        return not self.finished and self._protocol.exist(self.fd)
+        return not self.finished and not self._transport.is_closing()
 
     isWritable = is_writable
 
     def close(self):
         """Drop the connection without finishing the response."""
         self.finished = True
-        return self._protocol.close(self.fd)
+        return self._transport.close()
 
 
 def _bytes(data):

@@ -56,26 +56,29 @@ class ClientGone(Exception):
 
 
 class _HttpProtocol:
-    """One worker's HTTP glue between the reactor and the handler."""
+    """One worker's HTTP protocol: requests in, responses out, through each
+    connection's ``Transport`` (transport.py).
+
+    ``host`` is what the protocol needs of the worker (the reactor, or a fake
+    in tests): ``clock`` (monotonic seconds, for timeouts), ``wall_clock``
+    (for the Date header), ``stopping``, ``worker_id``, ``loop`` (a timer
+    while stopping), ``sweepers`` and ``stop_hooks`` (where the protocol
+    registers its once-a-second sweep and its stop), ``transport(fd)`` and
+    ``transports()``."""
 
     handler_name = "request callback"    # names the user's code in error logs
 
-    def __init__(self, server, reactor):
-        self.server = server
-        self.reactor = reactor
-        self.setting = server.setting
-        self.on_request = server._callbacks.get("request")
-        self.upload_dir = self.setting["upload_tmp_dir"]
+    def __init__(self, host, setting, on_request=None):
+        self.host = host
+        self.setting = setting
+        self.on_request = on_request
+        self.upload_dir = setting["upload_tmp_dir"]
         self.access = access_log_enabled()
-        self.send = reactor.send_wait   # a response is never cut for want of buffer
-        self.send_file = reactor.send_file
-        self.exist = reactor.exist
-        self.close = reactor.close
         self._in_headers = {}            # (fd, request number) -> clock first seen in headers
         self._in_body = {}               # (fd, request number) -> (clock, body bytes) first seen
         self._quiet = None               # stopping: {fd: request number} of idle connections
-        reactor.sweepers.append(self.sweep)
-        reactor.stop_hooks.append(self.start_stopping)
+        host.sweepers.append(self.sweep)
+        host.stop_hooks.append(self.start_stopping)
 
     def splitter(self):
         """The per-connection framing: the parser itself (``feed`` -> events)."""
@@ -88,41 +91,42 @@ class _HttpProtocol:
     # -- per event (runs in the connection's greenlet) -----------------
 
     def handle(self, server, fd, reactor_id, event):
+        """The port's receive callback: one parser event of connection ``fd``."""
+        transport = self.host.transport(fd)
         if event.__class__ is ParsedRequest:
-            self.handle_request(fd, event)
+            self.handle_request(transport, event)
         elif event is CONTINUE:
-            self.send(fd, CONTINUE_BYTES)
+            transport.write(CONTINUE_BYTES)
         else:
-            self.send(fd, event.response_bytes())
-            self.close(fd)
+            transport.write(event.response_bytes())
+            transport.close()
 
-    def handle_request(self, fd, parsed):
-        conn = self.reactor.conns[fd]
+    def handle_request(self, transport, parsed):
         writer = ResponseWriter(parsed.method, parsed.version, parsed.keep_alive)
         if self.access:
             started = time.time()
         try:
-            self.respond(conn, parsed, writer)
+            self.respond(transport, parsed, writer)
         except ClientGone:
             # The client left or stopped reading mid-response: nothing to
             # tell it; reset so a partial body cannot pass for a whole one.
-            self.abort(fd)
+            transport.abort()
         except BaseException:   # gevent.Timeout is a BaseException too
-            self._respond_failed(fd, parsed, writer)
-        self._response_done(conn, parsed, writer)
+            self._respond_failed(transport, parsed, writer)
+        self._response_done(transport, parsed, writer)
         if self.access:
-            remote = conn.remote
+            remote = transport.get_extra_info("peername")
             log_access(remote[0] if isinstance(remote, tuple) else remote, started,
                        parsed.method, parsed.raw_uri, "HTTP/%d.%d" % parsed.version,
                        writer.code or "-", writer.sent)
 
-    def respond(self, conn, parsed, writer):
+    def respond(self, transport, parsed, writer):
         """Run the handler for one request (Swoole's Request and Response)."""
-        remote = conn.remote
-        client = (remote[0], remote[1], conn.listener.port) if isinstance(remote, tuple) \
-            else (remote or "", 0, 0)
-        request = Request(parsed, conn.fd, client, self.upload_dir)
-        response = Response(self, request, writer)
+        remote = transport.get_extra_info("peername")
+        client = (remote[0], remote[1], transport.get_extra_info("server_port")) \
+            if isinstance(remote, tuple) else (remote or "", 0, 0)
+        request = Request(parsed, transport.fd, client, self.upload_dir)
+        response = Response(self, transport, request, writer)
         try:
             self.on_request(request, response)
             if not response.finished:
@@ -130,20 +134,20 @@ class _HttpProtocol:
         finally:
             request.cleanup()
 
-    def _respond_failed(self, fd, parsed, writer):
+    def _respond_failed(self, transport, parsed, writer):
         log.exception("error in %s (%s %s, fd=%d, worker #%d)", self.handler_name,
-                      parsed.method, parsed.raw_uri, fd, self.reactor.worker_id)
+                      parsed.method, parsed.raw_uri, transport.fd, self.host.worker_id)
         if not writer.started:
             head = self.start(writer, 500, status_line(parsed.version, 500),
                               [("Content-Type", "text/plain")], len(_ERROR_BODY))
-            self.send(fd, head + writer.end(_ERROR_BODY))
+            transport.write(head + writer.end(_ERROR_BODY))
         elif not writer.ended:
             # Part of the body is out: reset, so neither a FIN (the end of a
             # body framed by the close) nor a kept-alive connection makes the
             # truncated body look complete.
-            self.abort(fd)
+            transport.abort()
 
-    def _response_done(self, conn, parsed, writer):
+    def _response_done(self, transport, parsed, writer):
         """After every request: report a handler's framing mistakes, restart
         the keep-alive clock, close the connection if the response ended it."""
         if writer.excess:
@@ -153,51 +157,42 @@ class _HttpProtocol:
             log.error("%s %s: the response body ended %d bytes short of its "
                       "Content-Length; closing the connection", parsed.method,
                       parsed.raw_uri, writer.remaining)
-        reactor = self.reactor
-        if reactor.conns.get(conn.fd) is conn:
-            conn.last_time = reactor.clock
+        if not transport.is_closing():
+            transport.touch()
             if writer.must_close or not writer.ended:
-                reactor.close(conn.fd)
+                transport.close()
 
     # -- used by the response adapters -----------------------------------
 
     def start(self, writer, code, line, headers, body_length=None):
         """The response head, from ``writer``; a stopping worker ends the
         connection with this response."""
-        if self.reactor.stopping:
+        if self.host.stopping:
             writer.keep_alive = False
-        return writer.start(code, line, headers, date_header(self.reactor.clock), body_length)
-
-    def date(self):
-        return date_header(self.reactor.clock)
-
-    def abort(self, fd):
-        """Part of a response could not be sent: reset the connection so the
-        client cannot take a truncated body for a whole one."""
-        self.reactor.close(fd, reset=True)
+        return writer.start(code, line, headers, date_header(self.host.wall_clock), body_length)
 
     # -- timeouts -----------------------------------------------------
 
-    def sweep(self, reactor):
-        clock = reactor.clock
+    def sweep(self, host):
+        clock = host.clock
         grace = self.setting["http_header_timeout"]
         min_rate = self.setting["http_body_min_rate"]
         header_limit = clock - grace
         idle_limit = clock - self.setting["http_keepalive_timeout"]
         in_headers = {}
         in_body = {}
-        for fd, conn in list(reactor.conns.items()):
-            parser = conn.splitter
-            if parser is None or conn.busy or conn.out_size or conn.eof:
+        for fd, transport in host.transports():
+            parser = transport.parser
+            if parser is None or not transport.idle:
                 continue
             if parser.in_headers:
                 key = (fd, parser.requests_started)
                 since = in_headers[key] = self._in_headers.get(key, clock)
                 if since <= header_limit:
-                    self._time_out(reactor, fd)
+                    self._time_out(transport)
             elif parser.idle:
-                if conn.last_time <= idle_limit:
-                    reactor.close(fd)
+                if transport.last_activity <= idle_limit:
+                    transport.close()
             else:
                 # Inside a body. A slow upload is fine, a trickle is not:
                 # after the grace, the average rate since the body began must
@@ -209,50 +204,49 @@ class _HttpProtocol:
                 if min_rate:
                     if since <= header_limit and \
                             parser.body_received - received < min_rate * (clock - since):
-                        self._time_out(reactor, fd)
-                elif conn.last_time <= header_limit:
-                    self._time_out(reactor, fd)
+                        self._time_out(transport)
+                elif transport.last_activity <= header_limit:
+                    self._time_out(transport)
         self._in_headers = in_headers
         self._in_body = in_body
 
     @staticmethod
-    def _time_out(reactor, fd):
-        reactor.send(fd, HTTPError(408, "Request Timeout").response_bytes())
-        reactor.close(fd)
+    def _time_out(transport):
+        transport.send(HTTPError(408, "Request Timeout").response_bytes())
+        transport.close()
 
     # -- stopping -----------------------------------------------------
 
-    def start_stopping(self, reactor):
+    def start_stopping(self, host):
         """A graceful stop began: from now on idle keep-alive connections
         close once they have been quiet for STOP_QUIET_TIME (see the module
         docstring); busy ones close after their next response."""
         self._quiet = self._idle_connections()
-        timer = reactor.loop.timer(STOP_QUIET_TIME, STOP_QUIET_TIME)
+        timer = host.loop.timer(STOP_QUIET_TIME, STOP_QUIET_TIME)
         timer.start(self._close_quiet)
 
     def _idle_connections(self):
-        """{fd: request number} of connections between requests with nothing
-        queued either way."""
+        """{fd: (transport, request number)} of connections between requests
+        with nothing queued either way."""
         idle = {}
-        for fd, conn in self.reactor.conns.items():
-            parser = conn.splitter
-            if parser is not None and parser.idle and not conn.busy and not conn.out_size:
-                idle[fd] = parser.requests_started
+        for fd, transport in self.host.transports():
+            parser = transport.parser
+            if parser is not None and parser.idle and transport.idle:
+                idle[fd] = (transport, parser.requests_started)
         return idle
 
     def _close_quiet(self):
         now = self._idle_connections()
         before = self._quiet
-        for fd, started in now.items():
-            if before.get(fd) == started:
-                self.reactor.close(fd)
+        for fd, (transport, started) in now.items():
+            seen = before.get(fd)
+            if seen is not None and seen[1] == started:
+                transport.close()
         self._quiet = now
 
 
 class Server(_TcpServer):
     """An HTTP/1.1 server: ``on("request", fn(request, response))``."""
-
-    protocol_class = _HttpProtocol
 
     def __init__(self, host, port=0, sock_type=SOCK_TCP):
         super().__init__(host, port, sock_type)
@@ -282,14 +276,17 @@ class Server(_TcpServer):
             configure_access_log(self.setting["access_log"])
         return super().start()
 
+    def _make_protocol(self, reactor):
+        return _HttpProtocol(reactor, self.setting, self._callbacks["request"])
+
     def _attach_worker(self, worker):
-        reactor = worker.reactor
-        protocol = self.protocol_class(self, reactor)
+        protocol = self._make_protocol(worker.reactor)
         self._protocol = protocol
         for listener in self._listeners:
             if listener.on_receive is not None:
                 continue   # a listen() port with its own receive/packet callback: not HTTP
             listener.half_close = True
+            listener.protocol = protocol
             listener.splitter_factory = protocol.splitter
             listener.on_receive = protocol.handle
         super()._attach_worker(worker)

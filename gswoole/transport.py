@@ -1,0 +1,111 @@
+"""The seam between the reactor and the protocols that run on a connection.
+
+A protocol (the raw-TCP callbacks, HTTP, WSGI; later TLS and WebSocket)
+sees a connection only through a ``Transport``: write, write a file, close,
+abort, pause and resume reading, and a few facts about the connection. It
+never touches the reactor's tables or a socket. So a protocol can be tested
+in-process against a fake transport (tests/test_http_protocol.py), a TLS
+layer can be a transport that wraps another, and WebSocket a protocol that
+takes a connection over from HTTP.
+
+``Transport`` here is the reactor's implementation: a small object per
+connection that forwards to the reactor, made once when the connection is
+accepted (not per message).
+"""
+
+from .connection import HOLD_PROTOCOL, OPEN
+
+__all__ = ["Transport"]
+
+
+class Transport:
+    """A connection as a protocol sees it.
+
+    ``fd`` is the session id. ``write`` never drops part of the data: it
+    waits, in the calling greenlet, for room in the connection's output
+    buffer (up to ``send_timeout``); False means the connection is gone or
+    its peer stopped reading, and the caller should stop writing."""
+
+    __slots__ = ("fd", "_reactor", "_conn")
+
+    def __init__(self, reactor, conn):
+        self.fd = conn.fd
+        self._reactor = reactor
+        self._conn = conn
+
+    # -- output -----------------------------------------------------------
+
+    def write(self, data):
+        """Queue ``data`` (bytes) behind what is queued; True or False."""
+        return self._reactor.send_wait(self.fd, data)
+
+    def send(self, data):
+        """Queue ``data`` without ever waiting (for the hub's own timeouts):
+        False, with get_last_error(), when the output buffer is full."""
+        return self._reactor.send(self.fd, data)
+
+    def write_file(self, file, offset, count):
+        """Send ``count`` bytes of ``file`` from ``offset`` (zero-copy where
+        the connection allows it); True when all were sent."""
+        return self._reactor.send_file(self.fd, file, offset, count)
+
+    # -- ending -----------------------------------------------------------
+
+    def close(self):
+        """Close after everything queued is delivered (then linger)."""
+        return self._reactor.close(self.fd)
+
+    def abort(self):
+        """Reset at once: queued output is dropped, the peer sees an RST."""
+        return self._reactor.close(self.fd, reset=True)
+
+    def is_closing(self):
+        """True once the connection is closing or closed, by either side."""
+        return self._conn.state != OPEN
+
+    # -- input ------------------------------------------------------------
+
+    def pause_reading(self):
+        self._reactor.hold_reading(self._conn, HOLD_PROTOCOL)
+
+    def resume_reading(self):
+        self._reactor.release_reading(self._conn, HOLD_PROTOCOL)
+
+    # -- facts --------------------------------------------------------------
+
+    @property
+    def parser(self):
+        """The connection's framing (for HTTP, its request parser)."""
+        return self._conn.splitter
+
+    @property
+    def idle(self):
+        """Nothing queued for the protocol, nothing queued for the peer, and
+        the peer has not finished sending: a timeout may act on it."""
+        conn = self._conn
+        return not (conn.busy or conn.out_size or conn.eof)
+
+    @property
+    def last_activity(self):
+        """The reactor clock when the peer last sent something, or when the
+        protocol last said it finished a message (``touch``)."""
+        return self._conn.last_time
+
+    def touch(self):
+        """A message was answered: idle timeouts count from now."""
+        self._conn.last_time = self._reactor.clock
+
+    def get_extra_info(self, name, default=None):
+        """'peername' (the remote address), 'server_port', 'socket' (the
+        socket object, for protocols that take it over)."""
+        conn = self._conn
+        if name == "peername":
+            return conn.remote
+        if name == "server_port":
+            return conn.listener.port
+        if name == "socket":
+            return conn.sock
+        return default
+
+    def __repr__(self):
+        return "<Transport fd=%d>" % self.fd
