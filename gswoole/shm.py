@@ -102,7 +102,10 @@ _LIBATOMIC = []
 
 
 def _libatomic():
-    """libatomic's entry points, or None where CpuWords cannot be used."""
+    """libatomic's (compare_exchange_8, add_fetch_8), or None where CpuWords
+    cannot be used. They are called without ``argtypes``: ctypes' argument
+    conversion would double the cost of a lock; every argument passed is a
+    ctypes object of the right type, or a small int (the memory orders)."""
     if not _LIBATOMIC:
         found = None
         if platform.machine().lower() in ("x86_64", "amd64"):
@@ -112,11 +115,8 @@ def _libatomic():
                 lib = None
             if lib is not None:
                 cas = lib.__atomic_compare_exchange_8
-                cas.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                                ctypes.c_int, ctypes.c_int]
                 cas.restype = ctypes.c_bool
                 add = lib.__atomic_add_fetch_8
-                add.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
                 add.restype = ctypes.c_int64
                 found = (cas, add)
         _LIBATOMIC.append(found)
@@ -131,6 +131,29 @@ def cpu_atomics_available():
 _SEQ_CST = 5
 
 
+class _Scratch:
+    """Per-thread ctypes arguments for one call (threads must not share them)."""
+
+    __slots__ = ("address", "expected", "expected_at", "value")
+
+    def __init__(self):
+        self.address = ctypes.c_void_p()
+        self.expected = ctypes.c_int64()
+        self.expected_at = ctypes.c_void_p(ctypes.addressof(self.expected))
+        self.value = ctypes.c_int64()
+
+
+_thread_local = _original("_thread", "_local")()
+
+
+def _scratch():
+    try:
+        return _thread_local.scratch
+    except AttributeError:
+        scratch = _thread_local.scratch = _Scratch()
+        return scratch
+
+
 class CpuWords:
     """Lock-free 64-bit words of a segment (x86-64, libatomic)."""
 
@@ -138,26 +161,32 @@ class CpuWords:
 
     def __init__(self, segment):
         self._map = segment.map
+        self._view = memoryview(segment.map).cast("q")   # native: one load/store per word
         self._anchor = ctypes.c_char.from_buffer(segment.map)   # pins the mapping
         self._base = ctypes.addressof(self._anchor)
-        self._expected = ctypes.c_int64()
-        self._expected_at = ctypes.addressof(self._expected)
         self._cas, self._add = _libatomic()
 
     def load(self, offset):
-        return WORD.unpack_from(self._map, offset)[0]
+        return self._view[offset >> 3]
 
     def store(self, offset, value):
-        WORD.pack_into(self._map, offset, value)
+        self._view[offset >> 3] = value
 
     def add(self, offset, delta):
         """Add ``delta`` (wrapping at 64 bits); returns the new value."""
-        return self._add(self._base + offset, delta, _SEQ_CST)
+        scratch = _scratch()
+        scratch.address.value = self._base + offset
+        scratch.value.value = delta
+        return self._add(scratch.address, scratch.value, _SEQ_CST)
 
     def cas(self, offset, old, new):
         """Set the word to ``new`` if it is ``old``; True if it did."""
-        self._expected.value = old
-        return self._cas(self._base + offset, self._expected_at, new, _SEQ_CST, _SEQ_CST)
+        scratch = _scratch()
+        scratch.address.value = self._base + offset
+        scratch.expected.value = old
+        scratch.value.value = new
+        return self._cas(scratch.address, scratch.expected_at, scratch.value, _SEQ_CST,
+                         _SEQ_CST)
 
 
 def _wrap64(value):
@@ -254,10 +283,6 @@ def _pause(spins):
     time.sleep(0 if spins < 256 else 0.0002)
 
 
-_load_word = WORD.unpack_from
-_store_word = WORD.pack_into
-
-
 class SeqLocks:
     """Bucket locks over CpuWords: CAS to write, seqlock reads (see top)."""
 
@@ -265,34 +290,40 @@ class SeqLocks:
 
     def __init__(self, words):
         self.words = words
-        self._map = words._map
+        self._view = words._view
         self._cas = words._cas
         self._base = words._base
-        self._expected = words._expected
-        self._expected_at = words._expected_at
 
     def lock(self, offset):
-        word = _load_word(self._map, offset)[0]
+        word = self._view[offset >> 3]
         if not word & PID_MASK:
-            self._expected.value = word
-            if self._cas(self._base + offset, self._expected_at, word | _pid, 5, 5):
+            # words.cas written out: this is half the cost of a write.
+            try:
+                scratch = _thread_local.scratch
+            except AttributeError:
+                scratch = _scratch()
+            scratch.address.value = self._base + offset
+            scratch.expected.value = word
+            scratch.value.value = word | _pid
+            if self._cas(scratch.address, scratch.expected_at, scratch.value, 5, 5):
                 return
         self._lock_slow(offset)
 
     def unlock(self, offset):
-        mm = self._map
-        _store_word(mm, offset, (((_load_word(mm, offset)[0] >> 32) + 1) & SEQ_MASK) << 32)
+        view = self._view
+        i = offset >> 3
+        view[i] = (((view[i] >> 32) + 1) & SEQ_MASK) << 32
 
     def begin_read(self, offset):
         """A token for ``end_read``; waits while a writer holds the bucket."""
-        word = _load_word(self._map, offset)[0]
+        word = self._view[offset >> 3]
         if word & PID_MASK:
             word = self._wait_unlocked(offset)
         return word
 
     def end_read(self, offset, token):
         """True if nothing was written since ``begin_read``."""
-        return _load_word(self._map, offset)[0] == token
+        return self._view[offset >> 3] == token
 
     def _lock_slow(self, offset):
         words = self.words

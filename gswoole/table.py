@@ -9,7 +9,7 @@ Layout of the segment (``TableLayout`` computes it; it holds no memory):
     lock words  one per bucket, and one more for the row allocator (shm.py)
     bucket heads  int32 per bucket: first row of its chain + 1 (0: empty)
     rows        exactly ``size`` of them: next row + 1 (int32), key length
-                (uint16), the key (``key_size`` bytes), then the columns
+                (int32), the key (``key_size`` bytes), then the columns
                 (int: int64, float: double, string: uint32 length + bytes)
 
 A key hashes to a bucket; the bucket's rows form a chain. Everything about a
@@ -38,9 +38,7 @@ COUNT_AT = 32
 HANDED_OUT_AT = 40
 FREE_HEAD_AT = 48
 LOCKS_AT = 64
-HEAD = struct.Struct("<i")
-ROW_HEAD = struct.Struct("<iH")     # next row + 1, key length
-KEY_AT = 8                          # the key starts at this offset in a row
+KEY_AT = 8          # a row: next row + 1 (int32), key length (int32), then the key
 BYTES_FLAG = 1 << 31                # a string column's length word: value was bytes
 MAX_KEY_SIZE = 65535
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
@@ -76,7 +74,6 @@ class TableLayout:
             offset += struct.calcsize("<" + code)
         self.values = struct.Struct(fmt)
         self.row_size = _align8(offset)
-        self.row = struct.Struct("<iH2x%ds" % key_size)
         self.rows_at = _align8(self.heads_at + 4 * buckets)
         self.total = self.rows_at + self.row_size * size
         self.encode_plain, self.decode = self._compile()
@@ -203,6 +200,11 @@ class Table:
                          0, 0, 0)
         self._words = shm.make_words(self._segment)
         self._locks = shm.make_bucket_locks(self._words)
+        self._seqlock = self._locks.kind == "seqlock"
+        # Native views: one aligned load or store per word (struct's "<q"
+        # would copy byte by byte, and a reader could see half of a store).
+        self._words_view = memoryview(self._map).cast("q")
+        self._ints = memoryview(self._map).cast("i")
         self._layout = layout
         self._names = [name for name, _, _ in self._columns]
         self._kinds = [kind for _, kind, _ in self._columns]
@@ -315,49 +317,128 @@ class Table:
 
     # -- finding rows (under the bucket lock, or inside a seqlock read) ------
 
-    def _find(self, bucket, data):
-        """Row index of key ``data`` in ``bucket``'s chain, or -1. Bounded, and
-        safe on a chain that changes under a lock-free reader."""
+    def _lookup(self, bucket, data):
+        """Row index of key ``data`` in ``bucket``'s chain, or -1. Bounded and
+        range-checked, so a lock-free reader racing a writer cannot loop or
+        read outside the table (its seqlock check then makes it retry).
+        ``get`` has a copy of this loop written out."""
         layout = self._layout
+        ints = self._ints
         mm = self._map
-        index = HEAD.unpack_from(mm, layout.heads_at + 4 * bucket)[0] - 1
-        row, rows_at, row_size, size = layout.row, layout.rows_at, layout.row_size, layout.size
-        for _ in range(size):
-            if not 0 <= index < size:
-                return -1
-            nxt, length, key = row.unpack_from(mm, rows_at + row_size * index)
-            if length == len(data) and key[:length] == data:
+        size, rows_at, row_size = layout.size, layout.rows_at, layout.row_size
+        length = len(data)
+        index = ints[(layout.heads_at >> 2) + bucket] - 1
+        steps = 0
+        while 0 <= index < size and steps <= size:
+            at = rows_at + row_size * index
+            if ints[(at >> 2) + 1] == length and mm[at + KEY_AT:at + KEY_AT + length] == data:
                 return index
-            index = nxt - 1
+            index = ints[at >> 2] - 1
+            steps += 1
         return -1
 
+    def _key_of(self, key):
+        """(key bytes, hash); the common case (a short str) without a call."""
+        if key.__class__ is str:
+            data = key.encode()
+            if 0 < len(data) <= self.key_size:
+                return data, hash(key)
+        return self._key(key)
+
     # -- operations ----------------------------------------------------------
+
+    def get(self, key, column=None):
+        """The row as a dict, or one column's value; None if the key is absent."""
+        layout = self._layout
+        if layout is None:
+            self._ready()
+        # The hot path, written out: each call or struct access saved here is
+        # a few percent of a get.
+        if key.__class__ is str:
+            data = key.encode()
+            if not 0 < len(data) <= self.key_size:
+                data, h = self._key(key)      # raises
+            h = hash(key)
+        else:
+            data, h = self._key(key)
+        if column is not None and column not in layout.column_at:
+            raise ValueError("no column %r in this table (columns: %s)"
+                             % (column, ", ".join(self._names)))
+        bucket = h & layout.mask
+        lock_at = LOCKS_AT + 8 * bucket
+        lock_i = lock_at >> 3
+        head_i = (layout.heads_at >> 2) + bucket
+        mm, words, ints, locks, seqlock = self._map, self._words_view, self._ints, self._locks, \
+            self._seqlock
+        size, rows_at, row_size, values_at = (layout.size, layout.rows_at, layout.row_size,
+                                              layout.values_at)
+        length = len(data)
+        while True:
+            if seqlock:
+                token = words[lock_i]
+                if token & shm.PID_MASK:
+                    token = locks.begin_read(lock_at)
+            else:
+                token = locks.begin_read(lock_at)
+            found = -1
+            index = ints[head_i] - 1
+            steps = 0
+            while 0 <= index < size and steps <= size:
+                at = rows_at + row_size * index
+                if ints[(at >> 2) + 1] == length and mm[at + KEY_AT:at + KEY_AT + length] == data:
+                    found = index
+                    raw = layout.values.unpack_from(mm, at + values_at)
+                    break
+                index = ints[at >> 2] - 1
+                steps += 1
+            if (words[lock_i] == token) if seqlock else locks.end_read(lock_at, token):
+                break
+        if found < 0:
+            return None
+        if column is None:
+            return layout.decode(raw)
+        return layout.decode(raw)[column]
+
+    def exists(self, key):
+        locks = self._ready()
+        data, h = self._key_of(key)
+        bucket = h & self._layout.mask
+        lock_at = LOCKS_AT + 8 * bucket
+        while True:
+            token = locks.begin_read(lock_at)
+            index = self._lookup(bucket, data)
+            if locks.end_read(lock_at, token):
+                return index >= 0
+
+    __contains__ = exists
 
     def set(self, key, row):
         """Write the columns in ``row`` (a dict; other columns keep their
         values, or are 0/empty in a new row). False if the key is new and the
         table already holds ``size`` rows."""
-        locks = self._ready()
-        data, h = self._key(key)
         layout = self._layout
+        if layout is None:
+            self._ready()
+        data, h = self._key_of(key)
+        packed = layout.encode_plain(row) if row.__class__ is dict else None
+        full = packed is not None
+        if not full:
+            packed = self._encode_values(row, self._empty_row())   # validates, or raises
+            full = len(row) == len(self._names)
         bucket = h & layout.mask
         lock_at = LOCKS_AT + 8 * bucket
-        packed = layout.encode_plain(row) if row.__class__ is dict else None
-        if packed is None:
-            packed = self._encode_values(row, self._empty_row())   # validates, or raises
-        full = len(row) == len(self._names)
+        locks = self._locks
         locks.lock(lock_at)
         try:
-            index = self._find(bucket, data)
+            index = self._lookup(bucket, data)
             if index < 0:
                 index = self._link_new(bucket, data)
                 if index < 0:
                     return False
-            elif not full:
-                at = layout.rows_at + layout.row_size * index + layout.values_at
+            at = layout.rows_at + layout.row_size * index + layout.values_at
+            if not full:
                 current = self._raw_columns(layout.values.unpack_from(self._map, at))
                 packed = self._encode_values(row, current)
-            at = layout.rows_at + layout.row_size * index + layout.values_at
             self._map[at:at + len(packed)] = packed
             return True
         finally:
@@ -365,119 +446,79 @@ class Table:
 
     def _link_new(self, bucket, data):
         """Take a free row, write the key and blank columns, link it at the
-        head of ``bucket``. Caller holds the bucket lock. -1 when full."""
+        head of ``bucket``. The caller holds the bucket's lock. -1 when full."""
         layout = self._layout
         mm = self._map
+        ints = self._ints
         index = self._allocate()
         if index < 0:
             return -1
-        at = layout.rows_at + layout.row_size * index
-        head_at = layout.heads_at + 4 * bucket
-        head = HEAD.unpack_from(mm, head_at)[0]
-        ROW_HEAD.pack_into(mm, at, head, len(data))
+        at = layout.row_at(index)
+        head_i = (layout.heads_at >> 2) + bucket
+        ints[at >> 2] = ints[head_i]
+        ints[(at >> 2) + 1] = len(data)
         mm[at + KEY_AT:at + KEY_AT + len(data)] = data
         mm[at + layout.values_at:at + layout.values_at + len(self._blank)] = self._blank
-        HEAD.pack_into(mm, head_at, index + 1)
+        ints[head_i] = index + 1
         return index
 
     def _allocate(self):
+        """A free row's index (counted in), or -1 when ``size`` rows are in use."""
         layout = self._layout
-        mm = self._map
+        words = self._words_view
         locks = self._locks
         locks.lock(layout.alloc_lock_at)
         try:
-            count, handed_out, free_head = struct.unpack_from("<qqq", mm, COUNT_AT)
+            count = words[COUNT_AT >> 3]
             if count >= layout.size:
                 return -1
+            free_head = words[FREE_HEAD_AT >> 3]
             if free_head:
                 index = free_head - 1
-                nxt = ROW_HEAD.unpack_from(mm, layout.row_at(index))[0]
-                struct.pack_into("<q", mm, FREE_HEAD_AT, nxt)
+                words[FREE_HEAD_AT >> 3] = self._ints[layout.row_at(index) >> 2]
             else:
-                index = handed_out
-                struct.pack_into("<q", mm, HANDED_OUT_AT, handed_out + 1)
-            struct.pack_into("<q", mm, COUNT_AT, count + 1)
+                index = words[HANDED_OUT_AT >> 3]
+                words[HANDED_OUT_AT >> 3] = index + 1
+            words[COUNT_AT >> 3] = count + 1
             return index
         finally:
             locks.unlock(layout.alloc_lock_at)
 
     def _release(self, index):
         layout = self._layout
-        mm = self._map
+        words = self._words_view
         locks = self._locks
         locks.lock(layout.alloc_lock_at)
         try:
-            count, _, free_head = struct.unpack_from("<qqq", mm, COUNT_AT)
-            ROW_HEAD.pack_into(mm, layout.row_at(index), free_head, 0)
-            struct.pack_into("<q", mm, FREE_HEAD_AT, index + 1)
-            struct.pack_into("<q", mm, COUNT_AT, count - 1)
+            at = layout.row_at(index)
+            self._ints[at >> 2] = words[FREE_HEAD_AT >> 3]
+            self._ints[(at >> 2) + 1] = 0
+            words[FREE_HEAD_AT >> 3] = index + 1
+            words[COUNT_AT >> 3] -= 1
         finally:
             locks.unlock(layout.alloc_lock_at)
-
-    def get(self, key, column=None):
-        """The row as a dict, or one column's value; None if the key is absent."""
-        locks = self._ready()
-        data, h = self._key(key)
-        layout = self._layout
-        if column is not None and column not in layout.column_at:
-            raise ValueError("no column %r in this table (columns: %s)"
-                             % (column, ", ".join(self._names)))
-        bucket = h & layout.mask
-        lock_at = LOCKS_AT + 8 * bucket
-        values = layout.values
-        while True:
-            token = locks.begin_read(lock_at)
-            index = self._find(bucket, data)
-            if index >= 0:
-                raw = values.unpack_from(self._map, layout.rows_at + layout.row_size * index
-                                         + layout.values_at)
-            if locks.end_read(lock_at, token):
-                break
-        if index < 0:
-            return None
-        row = self._layout.decode(raw)
-        return row if column is None else row[column]
-
-    def exists(self, key):
-        locks = self._ready()
-        data, h = self._key(key)
-        bucket = h & self._layout.mask
-        lock_at = LOCKS_AT + 8 * bucket
-        while True:
-            token = locks.begin_read(lock_at)
-            index = self._find(bucket, data)
-            if locks.end_read(lock_at, token):
-                return index >= 0
-
-    __contains__ = exists
 
     def delete(self, key):
         """Remove ``key``'s row; False if it was not there."""
         locks = self._ready()
-        data, h = self._key(key)
+        data, h = self._key_of(key)
         layout = self._layout
-        mm = self._map
+        ints = self._ints
         bucket = h & layout.mask
         lock_at = LOCKS_AT + 8 * bucket
         locks.lock(lock_at)
         try:
-            head_at = layout.heads_at + 4 * bucket
-            previous = -1
-            index = HEAD.unpack_from(mm, head_at)[0] - 1
-            for _ in range(layout.size):
-                if not 0 <= index < layout.size:
-                    return False
-                at = layout.row_at(index)
-                nxt, length, stored = layout.row.unpack_from(mm, at)
-                if length == len(data) and stored[:length] == data:
-                    if previous < 0:
-                        HEAD.pack_into(mm, head_at, nxt)
-                    else:
-                        HEAD.pack_into(mm, layout.row_at(previous), nxt)
-                    self._release(index)
-                    return True
-                previous, index = index, nxt - 1
-            return False
+            index = self._lookup(bucket, data)
+            if index < 0:
+                return False
+            # Unlink: whoever points at this row (the bucket head or the row
+            # before it in the chain) now points at the row after it.
+            link_i = (layout.heads_at >> 2) + bucket
+            while ints[link_i] - 1 != index:
+                link_i = layout.row_at(ints[link_i] - 1) >> 2
+            ints[link_i] = ints[layout.row_at(index) >> 2]
+            self._release(index)
+            return True
         finally:
             locks.unlock(lock_at)
 
@@ -509,12 +550,12 @@ class Table:
             if not by.is_integer():
                 raise TypeError("column %r is TYPE_INT; cannot add %r" % (column, by))
             by = int(by)
-        data, h = self._key(key)
+        data, h = self._key_of(key)
         bucket = h & layout.mask
         lock_at = LOCKS_AT + 8 * bucket
         locks.lock(lock_at)
         try:
-            index = self._find(bucket, data)
+            index = self._lookup(bucket, data)
             if index < 0:
                 index = self._link_new(bucket, data)
                 if index < 0:
@@ -534,7 +575,7 @@ class Table:
         at = self._layout.alloc_lock_at
         while True:
             token = locks.begin_read(at)
-            count = struct.unpack_from("<q", self._map, COUNT_AT)[0]
+            count = self._words_view[COUNT_AT >> 3]
             if locks.end_read(at, token):
                 return count
 
@@ -548,30 +589,26 @@ class Table:
         while iterating may or may not be seen, as with Swoole's iterator."""
         locks = self._ready()
         layout = self._layout
-        mm = self._map
-        chunk = 4096
-        for first in range(0, layout.buckets, chunk):
-            n = min(chunk, layout.buckets - first)
-            heads = struct.unpack_from("<%di" % n, mm, layout.heads_at + 4 * first)
-            for offset, head in enumerate(heads):
-                if head:
-                    yield from self._bucket_rows(locks, first + offset)
+        heads_i = layout.heads_at >> 2
+        for bucket in range(layout.buckets):
+            if self._ints[heads_i + bucket]:
+                yield from self._bucket_rows(locks, bucket)
 
     def _bucket_rows(self, locks, bucket):
         layout = self._layout
         mm = self._map
+        ints = self._ints
         lock_at = LOCKS_AT + 8 * bucket
         while True:
             token = locks.begin_read(lock_at)
             found = []
-            index = HEAD.unpack_from(mm, layout.head_at(bucket))[0] - 1
-            for _ in range(layout.size):
-                if not 0 <= index < layout.size:
-                    break
+            index = ints[(layout.heads_at >> 2) + bucket] - 1
+            while 0 <= index < layout.size and len(found) <= layout.size:
                 at = layout.row_at(index)
-                nxt, length, key = layout.row.unpack_from(mm, at)
-                found.append((key[:length], layout.values.unpack_from(mm, at + layout.values_at)))
-                index = nxt - 1
+                length = min(max(ints[(at >> 2) + 1], 0), self.key_size)
+                found.append((mm[at + KEY_AT:at + KEY_AT + length],
+                              layout.values.unpack_from(mm, at + layout.values_at)))
+                index = ints[at >> 2] - 1
             if locks.end_read(lock_at, token):
                 break
         for key, raw in found:
