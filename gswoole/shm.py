@@ -278,9 +278,17 @@ def _alive(pid):
 
 
 def _pause(spins):
-    # time.sleep at call time: gevent's when the process is monkey-patched,
-    # so a waiting greenlet lets the others run.
-    time.sleep(0 if spins < 256 else 0.0002)
+    """Back off while another process holds a bucket lock (for microseconds,
+    normally). In a process with a gevent hub only this greenlet waits."""
+    delay = 0 if spins < 256 else 0.0002
+    hub = _running_hub()
+    if hub is not None:
+        from greenlet import getcurrent
+        if getcurrent() is not hub:
+            import gevent
+            gevent.sleep(delay)
+            return
+    time.sleep(delay)
 
 
 class SeqLocks:
