@@ -297,16 +297,16 @@ class Arbiter:
             first_user = self._first_user_id()
             if worker_id >= first_user:
                 process = self.user_processes[worker_id - first_user]
-                proctitle.set_title(self.setting["process_name"],
-                                    "user process #%d" % process.index)
-                proctitle.drop_privileges(self.setting["user"], self.setting["group"])
-                self.run_user_process(self.server, worker_id, context, process)
-                return
-            is_task = worker_id >= self.worker_num
-            proctitle.set_title(self.setting["process_name"], "%s process #%d" % (
-                "task worker" if is_task else "worker", worker_id))
+                role = "user process #%d" % process.index
+
+                def run(server, worker_id, context):
+                    self.run_user_process(server, worker_id, context, process)
+            elif worker_id >= self.worker_num:
+                role, run = "task worker process #%d" % worker_id, self.run_task_worker
+            else:
+                role, run = "worker process #%d" % worker_id, self.run_worker
+            proctitle.set_title(self.setting["process_name"], role)
             proctitle.drop_privileges(self.setting["user"], self.setting["group"])
-            run = self.run_task_worker if is_task else self.run_worker
             run(self.server, worker_id, context)
         except BaseException:
             log.exception("worker #%d failed to boot", worker_id)

@@ -243,3 +243,29 @@ def test_add_process_checks_its_argument():
     finally:
         for listener in server._listeners:
             listener.close()
+
+
+RELOAD = """
+import gevent
+server.on("receive", lambda s, fd, rid, data: s.send(fd, data))
+server.on("workerStart", lambda s, wid: emit("WORKERSTART", wid, os.getpid()))
+
+def side(process):
+    emit("USER", os.getpid(), process.server.stats()["user_process_num"])
+    while True:
+        gevent.sleep(1)
+
+server.add_process(gswoole.Process(side))
+"""
+
+
+def test_reload_restarts_workers_but_not_user_processes(serve):
+    srv = serve(RELOAD, workers=1)
+    user_pid, counted = srv.wait_line(r"^USER (\d+) (\d+)").groups()
+    assert counted == "1"
+    srv.wait_line(r"^WORKERSTART 0")
+    srv.signal(signal.SIGUSR1)
+    srv.wait_line(r"^WORKERSTART 0", count=2)
+    wait_until(lambda: len(srv.children()) == 2, message="the old worker to exit")
+    assert int(user_pid) in srv.children()
+    assert len(srv.matching(r"^USER")) == 1
