@@ -12,13 +12,16 @@ from .errors import (CallbackError, EventLoopError, GSwooleError, ServerStateErr
                      SettingError, TaskError)
 from .process import patch_all, per_process
 from .server import Server
+from .sync import Atomic, Lock
+from .table import Table
+from .user_process import Process
 from .sockets import (SOCK_TCP, SOCK_TCP6, SOCK_UDP, SOCK_UDP6, SOCK_UNIX_DGRAM,
                       SOCK_UNIX_STREAM)
 from .timers import Timer
 
 __all__ = [
     "__version__", "errors", "Server", "Timer", "per_process", "patch_all", "Client",
-    "AsyncClient",
+    "AsyncClient", "Table", "Atomic", "Lock", "Process",
     "SOCK_TCP", "SOCK_TCP6", "SOCK_UDP", "SOCK_UDP6", "SOCK_UNIX_STREAM", "SOCK_UNIX_DGRAM",
     "GSwooleError", "EventLoopError", "TaskError", "SettingError", "CallbackError",
     "ServerStateError",

@@ -77,8 +77,10 @@ class _Proc:
 
 class Arbiter:
     def __init__(self, server, setting, callbacks, listeners, shared, run_worker,
-                 run_task_worker):
+                 run_task_worker, run_user_process=None, user_processes=()):
         self.server = server
+        self.run_user_process = run_user_process
+        self.user_processes = list(user_processes)   # ids follow the task workers
         self.run_task_worker = run_task_worker
         self.setting = setting
         self.callbacks = callbacks
@@ -202,18 +204,24 @@ class Arbiter:
         self.stop(graceful=False)
 
     def handle_usr1(self):
-        self.reload(list(self.slots))
+        # User processes are not reloaded (as in Swoole): they only restart
+        # when they die.
+        self.reload([w for w in self.slots if w < self._first_user_id()])
 
     handle_hup = handle_usr1
 
     def handle_usr2(self):
-        self.reload([w for w in self.slots if w >= self.worker_num])
+        self.reload([w for w in self.slots if self.worker_num <= w < self._first_user_id()])
+
+    def _renumbering(self, what):
+        if self.setting["task_worker_num"] or self.user_processes:
+            log.warning("%s ignored: it would renumber the task workers and user processes",
+                        what)
+            return True
+        return False
 
     def handle_ttin(self):
-        if self.stopping:
-            return
-        if self.setting["task_worker_num"]:
-            log.warning("TTIN ignored: adding an event worker would renumber the task workers")
+        if self.stopping or self._renumbering("TTIN"):
             return
         self.worker_num += 1
         log.info("TTIN: worker_num is now %d", self.worker_num)
@@ -221,10 +229,7 @@ class Arbiter:
         self.spawn(self.worker_num - 1)
 
     def handle_ttou(self):
-        if self.stopping or self.worker_num <= 1:
-            return
-        if self.setting["task_worker_num"]:
-            log.warning("TTOU ignored: removing an event worker would renumber the task workers")
+        if self.stopping or self.worker_num <= 1 or self._renumbering("TTOU"):
             return
         self.worker_num -= 1
         log.info("TTOU: worker_num is now %d", self.worker_num)
@@ -289,11 +294,19 @@ class Arbiter:
                 os.close(fd)
             from .worker import reset_signals_after_fork
             reset_signals_after_fork()
-            is_task = worker_id >= self.worker_num
-            proctitle.set_title(self.setting["process_name"], "%s process #%d" % (
-                "task worker" if is_task else "worker", worker_id))
+            first_user = self._first_user_id()
+            if worker_id >= first_user:
+                process = self.user_processes[worker_id - first_user]
+                role = "user process #%d" % process.index
+
+                def run(server, worker_id, context):
+                    self.run_user_process(server, worker_id, context, process)
+            elif worker_id >= self.worker_num:
+                role, run = "task worker process #%d" % worker_id, self.run_task_worker
+            else:
+                role, run = "worker process #%d" % worker_id, self.run_worker
+            proctitle.set_title(self.setting["process_name"], role)
             proctitle.drop_privileges(self.setting["user"], self.setting["group"])
-            run = self.run_task_worker if is_task else self.run_worker
             run(self.server, worker_id, context)
         except BaseException:
             log.exception("worker #%d failed to boot", worker_id)
@@ -404,7 +417,12 @@ class Arbiter:
             else "exited with code %d" % exit_code
         if slot["task_src_pid"]:
             self._fail_task(slot, worker_id, how)   # even a clean exit (QUIT) mid-task
-        if exit_code or signum:
+        is_user = worker_id >= self._first_user_id()
+        if is_user:
+            level = logging.ERROR if exit_code or signum else logging.INFO
+            log.log(level, "user process #%d (pid %d) %s", worker_id - self._first_user_id(),
+                    proc.pid, how)
+        elif exit_code or signum:
             log.error("worker #%d (pid %d) %s", worker_id, proc.pid, how)
             self._call("workererror", self.server, worker_id, proc.pid, exit_code, signum)
         if proc.pid in self.replacing:
@@ -417,7 +435,9 @@ class Arbiter:
         if self.stopping:
             return
         lived = time.monotonic() - proc.started
-        if lived < QUICK_DEATH and (exit_code or signum):
+        # A user process that returns at once would otherwise be forked in a
+        # tight loop: its quick exits count even when clean.
+        if lived < QUICK_DEATH and (exit_code or signum or is_user):
             deaths = self.quick_deaths.get(worker_id, 0) + 1
             self.quick_deaths[worker_id] = deaths
             delay = min(0.1 * 2 ** (deaths - 2), MAX_BACKOFF) if deaths > 1 else 0.0
@@ -425,8 +445,8 @@ class Arbiter:
             self.quick_deaths.pop(worker_id, None)
             delay = 0.0
         if delay:
-            log.warning("worker #%d keeps dying at start; respawning in %.1f s",
-                        worker_id, delay)
+            log.warning("%s #%d keeps dying at start; respawning in %.1f s",
+                        "user process" if is_user else "worker", worker_id, delay)
         self.respawn_at[worker_id] = time.monotonic() + delay
 
     def _fail_task(self, slot, worker_id, how):
@@ -464,6 +484,9 @@ class Arbiter:
             self._start_reload_step()
 
     def _total_workers(self):
+        return self._first_user_id() + len(self.user_processes)
+
+    def _first_user_id(self):
         return self.worker_num + self.setting["task_worker_num"]
 
     def _start_reload_step(self):

@@ -22,6 +22,7 @@ from .shared import SharedState
 from .sockets import SOCK_TCP, Listener
 from .timers import Timer
 from .task_worker import run_task_worker
+from .user_process import Process, run_user_process
 from .worker import run_worker
 
 log = logging.getLogger("gswoole")
@@ -128,6 +129,8 @@ class Server:
         self._started = False
         self._worker = None
         self._task_worker = None
+        self._user_process = None
+        self._user_processes = []
         self._shared = None
 
     # -- configuration (master, before start) -------------------------
@@ -161,6 +164,22 @@ class Server:
         return port_
 
     addlistener = listen
+
+    def add_process(self, process):
+        """Add a user process (``gswoole.Process(callback)``) before start():
+        started with the workers, restarted when it dies, stopped at
+        shutdown. Returns its index (0, 1, ...)."""
+        if self._started:
+            raise ServerStateError("add_process() must be called before start()")
+        if not isinstance(process, Process):
+            raise TypeError("add_process() takes a gswoole.Process, got %r" % (process,))
+        if process in self._user_processes:
+            raise ValueError("this Process was already added")
+        process.index = len(self._user_processes)
+        self._user_processes.append(process)
+        return process.index
+
+    addProcess = add_process
 
     @property
     def ports(self):
@@ -231,8 +250,11 @@ class Server:
         set_title(setting["process_name"], "master process")
         log.info("gswoole master %d listening on %s with %d worker(s)", self.master_pid,
                  ", ".join(l.describe() for l in self._listeners), setting["worker_num"])
+        first_user = setting["worker_num"] + setting["task_worker_num"]
+        for process in self._user_processes:
+            process.worker_id = first_user + process.index
         arbiter = Arbiter(self, setting, self._callbacks, self._listeners, self._shared,
-                          run_worker, run_task_worker)
+                          run_worker, run_task_worker, run_user_process, self._user_processes)
         Timer._in_master = True
         try:
             arbiter.run()
@@ -274,6 +296,16 @@ class Server:
         self.taskworker = True
         self.finish = task_worker.finish
         self.send_message = task_worker.send_message
+
+    def _attach_user_process(self, runner):
+        self._user_process = runner
+        self.worker_id = runner.worker_id
+        self.worker_pid = os.getpid()
+        self.send = runner.send
+        self.close = runner.close
+        self.exist = runner.exist
+        self.get_client_info = runner.get_client_info
+        self.send_message = runner.mailbox.send_message
 
     def _not_in_worker(self, name):
         raise ServerStateError("%s() works only inside a worker process (in a callback)"
@@ -409,8 +441,10 @@ class Server:
         """Server-wide figures (other workers' are at most a second old)."""
         slots = self._live_slots()
         worker_num = self.setting["worker_num"]
+        first_user = worker_num + self.setting["task_worker_num"]
         events = [s for s in slots if s["worker_id"] < worker_num]
-        tasks = [s for s in slots if s["worker_id"] >= worker_num]
+        tasks = [s for s in slots if worker_num <= s["worker_id"] < first_user]
+        users = [s for s in slots if s["worker_id"] >= first_user]
         sent, taken = self._shared.retired_task_totals()
         sent += sum(s["tasks_sent"] for s in slots)
         taken += sum(s["tasks_taken"] for s in slots)
@@ -423,6 +457,7 @@ class Server:
             "request_count": sum(s["request_count"] for s in events),
             "worker_num": sum(1 for s in events if not s["retiring"]),
             "task_worker_num": sum(1 for s in tasks if not s["retiring"]),
+            "user_process_num": len(users),
             "tasking_num": tasking,
             "task_queue_num": max(0, sent - taken),
             "workers": {s["worker_id"]: {"pid": s["pid"], "request_count": s["request_count"],
