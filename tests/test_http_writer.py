@@ -182,7 +182,7 @@ def test_not_keep_alive_announces_close():
 def test_file_count_respects_content_length_and_head():
     writer = ResponseWriter("GET", V11, True)
     writer.start(200, status_line(V11, 200), [("Content-Length", "3")], DATE, 10)
-    assert writer.file_count(10) == 3 and writer.excess == 7
+    assert writer.file_count(10) == 3 and writer.excess == 0 and writer.remaining == 0
     writer = ResponseWriter("HEAD", V11, True)
     writer.start(200, status_line(V11, 200), [], DATE, 10)
     assert writer.file_count(10) == 0

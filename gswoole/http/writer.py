@@ -252,13 +252,13 @@ class ResponseWriter:
 
     def file_count(self, count):
         """How many of a file's ``count`` bytes to send with sendfile (the
-        head must have been started with ``body_length=count``)."""
+        head must have been started with ``body_length=count``). A shorter
+        Content-Length of the handler's is a range of the file it wants,
+        not a mistake: the rest is simply not sent."""
         if self.mode == NO_BODY:
             return 0
         if self.mode == LENGTH:
-            if count > self.remaining:
-                self.excess += count - self.remaining
-                count = self.remaining
+            count = min(count, self.remaining)
             self.remaining -= count
         self.sent += count
         return count
