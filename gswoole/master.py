@@ -21,9 +21,11 @@ import posix
 import signal
 import sys
 import time
+from select import POLLIN
 
 from . import proctitle
 from .channels import Channels
+from .watchdog import DUMP_GRACE, RETIRE_REASONS, STACK_SIGNAL, Watchdog
 
 log = logging.getLogger("gswoole")
 
@@ -64,7 +66,7 @@ class WorkerContext:
 
 
 class _Proc:
-    __slots__ = ("worker_id", "pid", "slot", "started", "retiring", "kill_at")
+    __slots__ = ("worker_id", "pid", "slot", "started", "retiring", "kill_at", "cause")
 
     def __init__(self, worker_id, pid, slot):
         self.worker_id = worker_id
@@ -73,6 +75,7 @@ class _Proc:
         self.started = time.monotonic()
         self.retiring = False
         self.kill_at = None
+        self.cause = None   # why the master ends it: reload, timeout, shutdown, ...
 
 
 class Arbiter:
@@ -95,9 +98,11 @@ class Arbiter:
         self.reload_step = None        # new pid of the reload step in progress
         self.stopping = False
         self.stop_deadline = None
+        self.ready = set()             # pids that said "R" (accepting), until they exit
+        self.start_pending = True      # the start event waits for every event worker
         self.signal_queue = []
+        self.watchdog = Watchdog(setting["timeout"])
         import select
-        self._select = _unpatched("select", "select", select.select)
         self._poll = _unpatched("select", "poll", select.poll)
         # gevent's patched signal.signal keeps SIGCHLD for its own child
         # watchers and installs no real handler, so the master would learn of
@@ -113,7 +118,6 @@ class Arbiter:
         try:
             for worker_id in range(self._total_workers()):
                 self.spawn(worker_id)
-            self._call("start", self.server)
             while not (self.stopping and not self.procs):
                 self._wait()
                 self._handle_signals()
@@ -150,9 +154,15 @@ class Arbiter:
             self.signal_queue.append(signum)
 
     def _wait(self):
+        """Sleep until a signal, a control message or the next deadline.
+        poll, not select: the master's descriptors can be past 1023 (many
+        workers' socketpairs, or an application that opened many files)."""
         timeout = self._next_deadline() - time.monotonic()
+        poller = self._poll()
+        for fd in (self.sig_r, self.ctl_r):
+            poller.register(fd, POLLIN)
         try:
-            self._select([self.sig_r, self.ctl_r], [], [], max(0.0, min(timeout, 1.0)))
+            poller.poll(max(0.0, min(timeout, 1.0)) * 1000)
         except InterruptedError:
             pass
         try:
@@ -165,6 +175,8 @@ class Arbiter:
         times = list(self.respawn_at.values())
         times += [p.kill_at for p in self.procs.values() if p.kill_at is not None]
         times += [give_up for _, give_up in self.replacing.values()]
+        if self.watchdog.timeout_ms:
+            times.append(self.watchdog.next_check)
         return min(times) if times else time.monotonic() + 1.0
 
     def _call(self, event, *args):
@@ -231,6 +243,7 @@ class Arbiter:
         pid = self.slots.pop(self.worker_num, None)
         self.respawn_at.pop(self.worker_num, None)
         if pid is not None:
+            self.procs[pid].cause = "scale_down"
             self._retire(pid, signal.SIGTERM)
 
     # -- actions ---------------------------------------------------------
@@ -248,6 +261,7 @@ class Arbiter:
             self._signal(pid, sig)
             proc = self.procs.get(pid)
             if proc is not None:
+                proc.cause = proc.cause or "shutdown"
                 proc.kill_at = min(proc.kill_at or float("inf"), time.monotonic() + wait)
 
     def reload(self, worker_ids):
@@ -331,6 +345,7 @@ class Arbiter:
             except ValueError:
                 continue
             if kind == b"R":
+                self.ready.add(pid)
                 self._replacement_ready(pid)
             elif kind == b"X":
                 self._on_worker_retiring(pid)
@@ -342,6 +357,8 @@ class Arbiter:
         if proc is None or proc.retiring or self.stopping:
             return
         if self.slots.get(proc.worker_id) == pid:
+            reason = self.shared.get(proc.slot, "retire_reason")
+            proc.cause = RETIRE_REASONS[reason] if 0 < reason < len(RETIRE_REASONS) else "stop"
             self._replace(proc.worker_id)
 
     def _replace(self, worker_id):
@@ -372,6 +389,7 @@ class Arbiter:
             log.error("replacement of worker #%d died before it was ready; keeping pid %d",
                       worker_id, old)
             proc.retiring = False
+            proc.cause = None
             self.slots[worker_id] = old
             self.respawn_at.pop(worker_id, None)
         if new == self.reload_step:
@@ -390,6 +408,7 @@ class Arbiter:
             if pid == 0:
                 return
             proc = self.procs.pop(pid, None)
+            self.ready.discard(pid)
             if proc is None:
                 continue
             self._on_exit(proc, status)
@@ -451,10 +470,12 @@ class Arbiter:
                     del self.respawn_at[worker_id]
         for proc in list(self.procs.values()):
             if proc.kill_at is not None and proc.kill_at <= now:
-                log.error("worker #%d (pid %d) did not exit in time; killing it",
-                          proc.worker_id, proc.pid)
+                if proc.cause != "timeout":
+                    log.error("worker #%d (pid %d) did not exit in time; killing it",
+                              proc.worker_id, proc.pid)
                 self._signal(proc.pid, signal.SIGKILL)
                 proc.kill_at = None
+        self._kill_stuck(now)
         for new, (old, give_up) in list(self.replacing.items()):
             if give_up <= now:
                 log.warning("replacement pid %d not ready after %.0f s; stopping pid %d anyway",
@@ -462,6 +483,25 @@ class Arbiter:
                 self._replacement_ready(new)
         if self.reload_queue and self.reload_step is None and not self.stopping:
             self._start_reload_step()
+        if self.start_pending and not self.stopping and all(
+                self.slots.get(w) in self.ready for w in range(self.worker_num)):
+            # Like trio's task_status.started(): "started" once every event
+            # worker has run workerStart and accepts, not merely forked.
+            self.start_pending = False
+            self._call("start", self.server)
+
+    def _kill_stuck(self, now):
+        """The watchdog (``timeout``): a worker whose event loop has not turned
+        for that long gets its stack dumped (faulthandler, in the worker) and,
+        DUMP_GRACE later, SIGKILL; its exit is a workerError and it is
+        replaced as any dead worker is."""
+        for proc, idle in self.watchdog.stuck(self.procs.values(), self.shared, now):
+            log.error("worker #%d (pid %d): event loop stuck for %.1f s (timeout %g s); "
+                      "its Python stack follows in its log; killing it", proc.worker_id,
+                      proc.pid, idle, self.setting["timeout"])
+            proc.cause = "timeout"
+            self._signal(proc.pid, STACK_SIGNAL)
+            proc.kill_at = now + DUMP_GRACE
 
     def _total_workers(self):
         return self.worker_num + self.setting["task_worker_num"]
@@ -472,6 +512,7 @@ class Arbiter:
             old = self.slots.get(worker_id)
             if old is None or self.procs[old].retiring:
                 continue
+            self.procs[old].cause = "reload"
             self.reload_step = self._replace(worker_id)
             if self.reload_step is not None:
                 return

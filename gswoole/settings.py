@@ -150,6 +150,13 @@ SETTINGS = [
     Setting("max_wait_time", 3.0, seconds(),
             "How long a stopping worker keeps serving open connections before it "
             "closes them and exits.", cli="--graceful-timeout"),
+    Setting("timeout", 30.0, seconds(),
+            "A worker whose event loop has not turned for this long (a CPU loop or a "
+            "blocking call in a callback) has its stack logged, is killed and replaced; "
+            "task workers are exempt while running a task; 0 = off.", cli=("-t", "--timeout")),
+    Setting("max_worker_memory", 0, integer(0),
+            "MiB of RSS past which a worker retires like max_request (replacement "
+            "first); checked about once a second; 0 = off.", cli="--max-worker-memory"),
     Setting("process_name", "gswoole", text,
             "Prefix of the process titles ('gswoole: worker process #0').", cli=("-n", "--name")),
     Setting("user", None, optional_text, "Run workers as this user (master must be root).",

@@ -28,6 +28,7 @@ import time
 import gevent
 from gevent.event import Event
 
+from . import watchdog
 from .reactor import Reactor
 from .tasks import Mailbox
 from .timers import Timer
@@ -101,6 +102,8 @@ class Worker:
         self.reactor.route = self.mailbox.call
         self.server._attach_worker(self)
         hub_loop = gevent.get_hub().loop
+        watchdog.arm_stack_dump(sys.stderr)
+        self.heartbeat = start_heartbeat(self, hub_loop)
         for signum, handler in ((signal.SIGTERM, self.stop), (signal.SIGQUIT, self.stop_now),
                                 (signal.SIGUSR1, self.retire)):
             watcher = hub_loop.signal(signum)
@@ -121,6 +124,7 @@ class Worker:
         publisher.stop()
         if not self._graceful:
             self.reactor.shutdown_now()
+            self.publish()
             return 0
         Timer.clear_all()
         deadline = time.monotonic() + self.setting["max_wait_time"]
@@ -128,6 +132,8 @@ class Worker:
         # Results of tasks this worker sent still come to it (finish callbacks).
         self.mailbox.wait_idle(max(0.0, deadline - time.monotonic()))
         self._call("workerstop", self.server, self.worker_id)
+        self.heartbeat.stop()
+        self.publish()    # the last counts, for the totals the master keeps
         return 0
 
     def _set_request_limit(self):
@@ -138,7 +144,7 @@ class Worker:
         if grace is None:
             grace = limit // 2
         self.reactor.request_limit = limit + random.randint(0, grace)
-        self.reactor.on_request_limit = self.retire
+        self.reactor.on_request_limit = lambda: self.retire("max_request")
 
     def _call(self, event, *args):
         callback = self.context.callbacks.get(event)
@@ -159,15 +165,18 @@ class Worker:
         self._graceful = False
         self._stop.set()
 
-    def retire(self):
-        """Ask to be replaced (max_request, stop()): the master forks the
-        replacement and sends us SIGTERM once it is ready, so this worker
-        keeps accepting until then and no connection is ever refused."""
+    def retire(self, reason="stop", why=None):
+        """Ask to be replaced (max_request, max_worker_memory, stop()): the
+        master forks the replacement and sends us SIGTERM once it is ready, so
+        this worker keeps accepting until then and no connection is ever
+        refused. ``reason`` is one of watchdog.RETIRE_REASONS."""
         if self._retiring or self._stop.is_set():
             return
         self._retiring = True
-        log.info("worker #%d (pid %d) retiring after %d requests", self.worker_id, self.pid,
-                 self.reactor.request_count)
+        log.info("worker #%d (pid %d) retiring %s", self.worker_id, self.pid,
+                 why or "after %d requests" % self.reactor.request_count)
+        self.context.shared.set(self.context.slot, "retire_reason",
+                                watchdog.RETIRE_REASONS.index(reason))
         self.context.tell_master(b"X")
 
     # -- stats -----------------------------------------------------------
@@ -178,6 +187,21 @@ class Worker:
             self.context.slot, retiring=int(self._stop.is_set()),
             accept_count=r.accept_count, close_count=r.close_count,
             connection_num=len(r.conns), request_count=r.request_count)
+
+
+def start_heartbeat(process, loop):
+    """Start the watchdog's heartbeat in a worker or task worker (``process``
+    has ``context``, ``setting`` and ``retire(reason, why)``)."""
+    setting = process.setting
+    limit = setting["max_worker_memory"] * 1024 * 1024
+
+    def over_memory(rss):
+        process.retire("memory", "with %d MiB RSS, past max_worker_memory %d MiB"
+                       % (rss // (1024 * 1024), setting["max_worker_memory"]))
+    heartbeat = watchdog.Heartbeat(process.context.shared, process.context.slot,
+                                   setting["timeout"], limit, over_memory)
+    heartbeat.start(loop)
+    return heartbeat
 
 
 def exit_with(run, name):
