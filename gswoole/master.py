@@ -23,7 +23,7 @@ import sys
 import time
 from select import POLLIN
 
-from . import proctitle
+from . import metrics, proctitle
 from .channels import Channels
 from .watchdog import DUMP_GRACE, RETIRE_REASONS, STACK_SIGNAL, Watchdog
 
@@ -102,6 +102,12 @@ class Arbiter:
         self.start_pending = True      # the start event waits for every event worker
         self.signal_queue = []
         self.watchdog = Watchdog(setting["timeout"])
+        self.counters = metrics.Counters()
+        self.metrics = None
+        if setting["metrics_bind"]:
+            self.metrics = metrics.MetricsEndpoint(setting["metrics_bind"], self.render_metrics)
+            log.info("metrics at http://%s/metrics", self.metrics.describe())
+            metrics.check_multiprocess()
         import select
         self._poll = _unpatched("select", "poll", select.poll)
         # gevent's patched signal.signal keeps SIGCHLD for its own child
@@ -128,6 +134,11 @@ class Arbiter:
         finally:
             self._restore_signals()
             self.channels.close()
+            if self.metrics:
+                self.metrics.close()
+
+    def render_metrics(self):
+        return metrics.render(self.shared, self.worker_num, self.counters, metrics.now_ms())
 
     def _setup_pipes_and_signals(self):
         self.sig_r, self.sig_w = os.pipe()
@@ -159,12 +170,14 @@ class Arbiter:
         workers' socketpairs, or an application that opened many files)."""
         timeout = self._next_deadline() - time.monotonic()
         poller = self._poll()
-        for fd in (self.sig_r, self.ctl_r):
+        for fd in [self.sig_r, self.ctl_r] + (self.metrics.fds() if self.metrics else []):
             poller.register(fd, POLLIN)
         try:
-            poller.poll(max(0.0, min(timeout, 1.0)) * 1000)
+            ready = [fd for fd, _ in poller.poll(max(0.0, min(timeout, 1.0)) * 1000)]
         except InterruptedError:
-            pass
+            ready = []
+        if self.metrics:
+            self.metrics.on_readable(ready, time.monotonic())
         try:
             while os.read(self.sig_r, 4096):
                 pass
@@ -177,6 +190,8 @@ class Arbiter:
         times += [give_up for _, give_up in self.replacing.values()]
         if self.watchdog.timeout_ms:
             times.append(self.watchdog.next_check)
+        if self.metrics and self.metrics.clients:
+            times.append(self.metrics.next_deadline())
         return min(times) if times else time.monotonic() + 1.0
 
     def _call(self, event, *args):
@@ -292,6 +307,7 @@ class Arbiter:
             self._become_worker(worker_id, context)   # never returns
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.shared.set(slot, "pid", pid)
+        self.counters.started(self._kind(worker_id))
         self.procs[pid] = _Proc(worker_id, pid, slot)
         self.slots[worker_id] = pid
         return pid
@@ -301,6 +317,8 @@ class Arbiter:
         try:
             for fd in (self.sig_r, self.sig_w, self.ctl_r):
                 os.close(fd)
+            if self.metrics:
+                self.metrics.close()
             from .worker import reset_signals_after_fork
             reset_signals_after_fork()
             is_task = worker_id >= self.worker_num
@@ -421,6 +439,12 @@ class Arbiter:
         self.shared.free_slot(proc.slot)
         how = "was killed by %s" % signal.Signals(signum).name if signum \
             else "exited with code %d" % exit_code
+        if proc.cause == "timeout":
+            cause = "timeout"
+        else:
+            cause = "error" if exit_code or signum else (proc.cause or "exit")
+        self.counters.exited(self._kind(worker_id), cause)
+        metrics.forget_process(proc.pid)
         if slot["task_src_pid"]:
             self._fail_task(slot, worker_id, how)   # even a clean exit (QUIT) mid-task
         if exit_code or signum:
@@ -502,6 +526,9 @@ class Arbiter:
             proc.cause = "timeout"
             self._signal(proc.pid, STACK_SIGNAL)
             proc.kill_at = now + DUMP_GRACE
+
+    def _kind(self, worker_id):
+        return "task_worker" if worker_id >= self.worker_num else "worker"
 
     def _total_workers(self):
         return self.worker_num + self.setting["task_worker_num"]

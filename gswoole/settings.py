@@ -88,6 +88,19 @@ def text(value):
 text.describe = "str"
 
 
+def optional_address(value):
+    """'host:port' or '[v6host]:port', or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("expected 'HOST:PORT' or None, got %r" % (value,))
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError("expected 'HOST:PORT', got %r" % value)
+    return value
+optional_address.describe = "'host:port' or None"
+
+
 def delimiter(value):
     if isinstance(value, str):
         value = value.encode("latin-1")
@@ -170,6 +183,9 @@ SETTINGS = [
             cli="--log-file"),
     Setting("log_level", "info", log_level, "Level of the 'gswoole' logger.",
             cli="--log-level"),
+    Setting("metrics_bind", None, optional_address,
+            "Serve Prometheus metrics from the master at http://HOST:PORT/metrics "
+            "(answered even while every worker is busy).", cli="--metrics-bind"),
     # sockets and connections
     Setting("backlog", 511, integer(1), "listen() backlog.", cli="--backlog"),
     Setting("enable_reuse_port", False, boolean,
