@@ -23,14 +23,14 @@ import sys
 import time
 from select import POLLIN
 
-from . import metrics, proctitle
+from . import logs, metrics, proctitle
 from .channels import Channels
 from .watchdog import DUMP_GRACE, RETIRE_REASONS, STACK_SIGNAL, Watchdog
 
 log = logging.getLogger("gswoole")
 
 HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGHUP",
-                   "SIGTTIN", "SIGTTOU", "SIGCHLD")
+                   "SIGTTIN", "SIGTTOU", "SIGCHLD", "SIGRTMIN")
 KILL_MARGIN = 5.0          # past max_wait_time (+ close callbacks) before SIGKILL
 READY_TIMEOUT = 30.0       # how long a reload waits for a replacement to come up
 QUICK_DEATH = 2.0          # a worker that dies younger than this counts toward back-off
@@ -236,6 +236,13 @@ class Arbiter:
     def handle_usr2(self):
         self.reload([w for w in self.slots if w >= self.worker_num])
 
+    def handle_rtmin(self):
+        """Reopen log files (logrotate's postrotate), here and in every worker."""
+        logs.reopen_log_files()
+        for pid in list(self.procs):
+            self._signal(pid, signal.SIGRTMIN)
+        log.info("log files reopened")
+
     def handle_ttin(self):
         if self.stopping:
             return
@@ -322,6 +329,7 @@ class Arbiter:
             from .worker import reset_signals_after_fork
             reset_signals_after_fork()
             is_task = worker_id >= self.worker_num
+            logs.set_process_role("task worker" if is_task else "worker", worker_id)
             proctitle.set_title(self.setting["process_name"], "%s process #%d" % (
                 "task worker" if is_task else "worker", worker_id))
             proctitle.drop_privileges(self.setting["user"], self.setting["group"])

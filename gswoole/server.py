@@ -16,6 +16,7 @@ from . import callbacks as _callbacks
 from . import errors, settings
 from .errors import CallbackError, EventLoopError, ServerStateError, SettingError
 from .framing import make_splitter
+from .logs import configure_logging
 from .master import Arbiter, daemonize, remove_pid_file, write_pid_file
 from .proctitle import set_title
 from .shared import SharedState
@@ -25,8 +26,6 @@ from .task_worker import run_task_worker
 from .worker import run_worker
 
 log = logging.getLogger("gswoole")
-
-_LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 
 
 def check_event_loop():
@@ -218,7 +217,7 @@ class Server:
         self._check_startable()
         self._started = True
         setting = self.setting
-        _configure_logging(setting)
+        configure_logging(setting)
         if setting["daemonize"]:
             daemonize(setting["log_file"])
         self.master_pid = os.getpid()
@@ -434,15 +433,3 @@ class Server:
             result["worker_request_count"] = self._worker.reactor.request_count
         return result
 
-
-def _configure_logging(setting):
-    logger = logging.getLogger("gswoole")
-    logger.setLevel(settings.logging_level(setting["log_level"]))
-    if setting["log_file"]:
-        handler = logging.FileHandler(setting["log_file"])
-    elif logger.handlers or logging.getLogger().handlers:
-        return  # the application configured logging itself
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-    logger.addHandler(handler)

@@ -101,6 +101,34 @@ def optional_address(value):
 optional_address.describe = "'host:port' or None"
 
 
+def log_config(value):
+    """A logging.config.dictConfig dict, or the path of an existing file."""
+    if value is None or isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value:
+        if not os.path.exists(value):
+            raise ValueError("log config file %s does not exist" % value)
+        return value
+    raise TypeError("expected a dictConfig dict or a file path, got %r" % (value,))
+log_config.describe = "dict, path or None"
+
+
+def access_log_format(value):
+    """A %-format over gunicorn's atoms: checked by formatting sample atoms."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise TypeError("expected a format string or None, got %r" % (value,))
+    from .access_format import atoms
+    try:
+        value % atoms("127.0.0.1", 0.0, "GET", "/", "HTTP/1.1", 200, 0, now=0.0)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError("bad format %r: %s (use gunicorn's atoms, e.g. '%%(h)s %%(r)s')"
+                         % (value, exc)) from None
+    return value
+access_log_format.describe = "str or None"
+
+
 def delimiter(value):
     if isinstance(value, str):
         value = value.encode("latin-1")
@@ -183,6 +211,10 @@ SETTINGS = [
             cli="--log-file"),
     Setting("log_level", "info", log_level, "Level of the 'gswoole' logger.",
             cli="--log-level"),
+    Setting("log_config", None, log_config,
+            "Logging configuration: a logging.config.dictConfig dict, a .json file "
+            "holding one, or a fileConfig .ini file; replaces log_file/log_level. Records "
+            "carry %(role)s and %(worker_id)s.", cli="--log-config"),
     Setting("metrics_bind", None, optional_address,
             "Serve Prometheus metrics from the master at http://HOST:PORT/metrics "
             "(answered even while every worker is busy).", cli="--metrics-bind"),
@@ -248,6 +280,12 @@ SETTINGS = [
     Setting("access_log", None, optional_text,
             "HTTP access log in the common log format: a file path, or '-' for stderr.",
             cli="--access-log"),
+    Setting("access_log_format", None, access_log_format,
+            "Access-log line as a %-format over gunicorn's atoms (h l u t r s b f a T D "
+            "L M p m U q H, %({header}i)s, %({header}o)s); default: the common log "
+            "format plus microseconds.", cli="--access-logformat"),
+    Setting("access_log_json", False, boolean,
+            "Write the access log as one JSON object per line.", cli="--access-log-json"),
 ]
 
 BY_NAME = {s.name: s for s in SETTINGS}

@@ -29,7 +29,8 @@ from gevent.select import poll as gevent_poll
 
 from . import ipc, watchdog
 from .timers import Timer
-from .worker import die_with_parent, exit_with, start_heartbeat, unblock_signals
+from .worker import (die_with_parent, exit_with, start_heartbeat, unblock_signals,
+                     watch_log_reopen)
 
 log = logging.getLogger("gswoole")
 
@@ -65,6 +66,7 @@ class TaskWorker:
         signal.signal(signal.SIGQUIT, lambda *_: os._exit(0))
         watchdog.arm_stack_dump(sys.stderr)
         self.heartbeat = start_heartbeat(self, gevent.get_hub().loop)
+        self._reopen = watch_log_reopen(gevent.get_hub().loop)
         unblock_signals()
         self.private = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.private.bind(ipc.inbox_address(self.context.master_pid, self.pid))

@@ -29,6 +29,7 @@ import gevent
 from gevent.event import Event
 
 from . import watchdog
+from .logs import reopen_log_files
 from .reactor import Reactor
 from .tasks import Mailbox
 from .timers import Timer
@@ -46,6 +47,8 @@ def reset_signals_after_fork():
         signum = getattr(signal, name, None)
         if signum is not None:
             signal.signal(signum, signal.SIG_DFL)
+    # SIGRTMIN's default action kills; until the worker watches it, ignore it.
+    signal.signal(signal.SIGRTMIN, signal.SIG_IGN)
     # Ctrl-C reaches the whole process group; the master turns it into an
     # orderly shutdown of the workers, so workers themselves ignore it.
     for name in _IGNORED_SIGNALS:
@@ -58,7 +61,7 @@ def unblock_signals():
     """The master forks with its signals blocked; a child calls this once its
     own handlers are in place (a signal sent meanwhile is delivered now)."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [getattr(signal, name) for name in
-                                                ("SIGTERM", "SIGQUIT", "SIGCHLD")
+                                                ("SIGTERM", "SIGQUIT", "SIGCHLD", "SIGRTMIN")
                                                 + _IGNORED_SIGNALS])
 
 
@@ -104,6 +107,7 @@ class Worker:
         hub_loop = gevent.get_hub().loop
         watchdog.arm_stack_dump(sys.stderr)
         self.heartbeat = start_heartbeat(self, hub_loop)
+        self._reopen = watch_log_reopen(hub_loop)
         for signum, handler in ((signal.SIGTERM, self.stop), (signal.SIGQUIT, self.stop_now),
                                 (signal.SIGUSR1, self.retire)):
             watcher = hub_loop.signal(signum)
@@ -187,6 +191,14 @@ class Worker:
             self.context.slot, retiring=int(self._stop.is_set()),
             accept_count=r.accept_count, close_count=r.close_count,
             connection_num=len(r.conns), request_count=r.request_count)
+
+
+def watch_log_reopen(loop):
+    """Reopen this process's log files on SIGRTMIN (in the hub: never in the
+    middle of a record being written)."""
+    watcher = loop.signal(signal.SIGRTMIN)
+    watcher.start(reopen_log_files)
+    return watcher
 
 
 def start_heartbeat(process, loop):
