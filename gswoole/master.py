@@ -458,6 +458,12 @@ class Arbiter:
         if exit_code or signum:
             log.error("worker #%d (pid %d) %s", worker_id, proc.pid, how)
             self._call("workererror", self.server, worker_id, proc.pid, exit_code, signum)
+        child_exit = getattr(self.server, "_child_exit_hook", None)   # gunicorn's hook (cli)
+        if child_exit is not None:
+            try:
+                child_exit(worker_id, proc.pid, worker_id >= self.worker_num, exit_code, signum)
+            except BaseException:
+                log.exception("error in the child_exit hook")
         if proc.pid in self.replacing:
             self.slots.pop(worker_id, None)
             self._replacement_failed(proc.pid, worker_id)
