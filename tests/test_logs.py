@@ -10,7 +10,7 @@ import pytest
 from conftest import recv_until_eof, wait_until
 from gswoole import access_format, settings
 from gswoole.errors import SettingError
-from test_http import http_serve  # noqa: F401  (fixture)
+from test_http import FOOTER, HTTP_HEADER
 
 HELLO = """
 def on_request(request, response):
@@ -66,6 +66,14 @@ def test_bad_format_fails_at_set():
 
 
 # -- end to end --------------------------------------------------------------
+
+@pytest.fixture
+def http_serve(serve):
+    def start(body, settings=""):
+        return serve(HTTP_HEADER.format(workers=1, extra=", " + settings) + body + FOOTER,
+                     raw=True)
+    return start
+
 
 def test_access_log_format_and_json_end_to_end(http_serve, tmp_path):
     plain, as_json = tmp_path / "access.log", tmp_path / "access.json"
