@@ -106,6 +106,7 @@ class Arbiter:
         self.metrics = None
         if setting["metrics_bind"]:
             self.metrics = metrics.MetricsEndpoint(setting["metrics_bind"], self.render_metrics)
+            server.metrics_port = self.metrics.port   # known before fork, so in every worker
             log.info("metrics at http://%s/metrics", self.metrics.describe())
             metrics.check_multiprocess()
         import select

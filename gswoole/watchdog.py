@@ -75,13 +75,15 @@ class Heartbeat:
         self._expected = 0.0
         self._next_rss = 0.0
         self._statm = None
+        self._fresh = True     # the first RSS reading is the worker's baseline
 
     def start(self, loop):
         try:
             self._statm = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             self._statm = None    # no procfs: no RSS figures, no memory recycling
-        self._expected = time.monotonic() + self.interval
+        self._expected = time.monotonic()
+        self.beat()    # RSS and heartbeat known from the start, not an interval later
         self._timer = loop.timer(self.interval, self.interval)
         self._timer.start(self.beat)
 
@@ -105,7 +107,14 @@ class Heartbeat:
             self.shared.set(self.slot, "rss_bytes", rss)
             if self.memory_limit and rss > self.memory_limit and self.on_memory_limit:
                 callback, self.on_memory_limit = self.on_memory_limit, None
-                callback(rss)
+                if self._fresh:
+                    # Retiring would fork a replacement just as big, forever.
+                    log.error("max_worker_memory (%d MiB) is below a fresh worker's RSS "
+                              "(%d MiB): memory recycling is off for this worker",
+                              self.memory_limit >> 20, rss >> 20)
+                else:
+                    callback(rss)
+            self._fresh = False
 
     def touch(self):
         """Say the loop turned now (a task worker after a task: its timer could
