@@ -65,14 +65,27 @@ def configure_logging(setting):
 
 
 def apply_log_config(config):
-    """dictConfig a dict, or a .json file holding one, or fileConfig an ini file."""
+    """dictConfig a dict, or a .json file holding one, or fileConfig an ini file.
+
+    Configuring "gswoole" resets its existing children, which would silently
+    drop the access log that ``access_log`` set up on "gswoole.access"; it is
+    kept unless the configuration names that logger itself."""
+    access = logging.getLogger("gswoole.access")
+    kept = (list(access.handlers), access.propagate, access.level)
+    if isinstance(config, str) and config.endswith(".json"):
+        with open(config) as f:
+            config = json.load(f)
     if isinstance(config, dict):
         logging.config.dictConfig(config)
-    elif config.endswith(".json"):
-        with open(config) as f:
-            logging.config.dictConfig(json.load(f))
+        names_access = "gswoole.access" in config.get("loggers", {})
     else:
         logging.config.fileConfig(config, disable_existing_loggers=False)
+        # fileConfig resets an unnamed child to no handlers; a named one gets new ones
+        names_access = bool(access.handlers) and access.handlers != kept[0]
+    if not names_access and kept[0]:
+        access.handlers[:] = kept[0]
+        access.propagate, access.level = kept[1], kept[2]
+        access.disabled = False
 
 
 def reopen_log_files():

@@ -230,10 +230,11 @@ class Server:
         set_title(setting["process_name"], "master process")
         log.info("gswoole master %d listening on %s with %d worker(s)", self.master_pid,
                  ", ".join(l.describe() for l in self._listeners), setting["worker_num"])
-        arbiter = Arbiter(self, setting, self._callbacks, self._listeners, self._shared,
-                          run_worker, run_task_worker)
         Timer._in_master = True
         try:
+            # inside the try: a metrics_bind that cannot bind still removes the pid file
+            arbiter = Arbiter(self, setting, self._callbacks, self._listeners, self._shared,
+                              run_worker, run_task_worker)
             arbiter.run()
         finally:
             Timer._in_master = False

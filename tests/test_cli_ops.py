@@ -225,3 +225,23 @@ def test_reload_restarts_on_a_source_change(cli, tmp_path):
             continue
     assert server.get(server.wait_port(2))["version"] == 2
     assert any("app.py changed; restarting" in line for line in server.lines)
+
+
+def test_operations_flags_through_gswoole_serve(cli, tmp_path):
+    (tmp_path / "app.py").write_text(APP)
+    (tmp_path / "logging.json").write_text(json.dumps({
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"f": {"format": "LOGCONF %(role)s %(message)s"}},
+        "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f"}},
+        "loggers": {"gswoole": {"handlers": ["h"], "level": "INFO"}}}))
+    server = cli("app:app", "-b", "127.0.0.1:0", "-w", "1", "--metrics-bind", "127.0.0.1:0",
+                 "--max-worker-memory", "4000", "--log-config", "logging.json",
+                 "--access-log", "-", "--access-logformat", "ACCESS %(m)s %(U)s %(s)s")
+    port = server.wait_port()
+    server.get(port, "/x")
+    wait_until(lambda: "ACCESS GET /x 200" in server.lines, message="the access line")
+    metrics_line = next(line for line in server.lines if "metrics at http://" in line)
+    assert metrics_line.startswith("LOGCONF master ")
+    metrics_port = int(metrics_line.rsplit(":", 1)[1].split("/")[0])
+    status, _, body = request(metrics_port, b"GET /metrics HTTP/1.0\r\n\r\n")
+    assert status == 200 and b"gswoole_requests_total" in body

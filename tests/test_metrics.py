@@ -135,3 +135,21 @@ def test_app_counter_summed_across_worker_recycle(metrics_server, tmp_path):
     assert value(families, "app_hits_total") == 9
     wait_until(lambda: value(scrape(srv.metrics_port)[1], "gswoole_requests_total") == 9,
                message="requests_total to include the dead worker's requests")
+
+
+def test_metrics_bind_conflict_is_a_clear_error(serve, tmp_path):
+    import socket as _socket
+    holder = _socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    taken = holder.getsockname()[1]
+    pid_file = tmp_path / "m.pid"
+    srv = serve("server.on('receive', lambda s, fd, rid, data: None)\n", ready=False,
+                settings="metrics_bind='127.0.0.1:%d', pid_file=%r" % (taken, str(pid_file)))
+    try:
+        srv.wait_line(r"ServerStateError: metrics_bind 127.0.0.1:%d: .*in use" % taken,
+                      stream="err")
+        assert srv.wait_exit(10) != 0
+        assert not pid_file.exists()
+    finally:
+        holder.close()
