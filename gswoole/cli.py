@@ -112,8 +112,6 @@ GUNICORN_ONLY = {
     "--paste": "build the app in a module and name it as TARGET (module:attr)",
     "--certfile": "terminate TLS in a proxy in front (docs/operations.md)",
     "--keyfile": "terminate TLS in a proxy in front (docs/operations.md)",
-    "--proxy-protocol": "not in gswoole-serve yet; let the proxy send X-Forwarded-For and "
-                        "use --forwarded-allow-ips",
     "--umask": "set it in the service manager (systemd UMask=)",
     "--initgroups": "not needed: --user/--group set the groups",
     "--capture-output": "workers write to the master's stderr already; use --log-file",

@@ -42,6 +42,7 @@ from greenlet import getcurrent, greenlet
 from . import errors
 from .connection import (CLOSE, CLOSING, CONNECT, OPEN, PEER_CLOSED, RELEASED, SHUTDOWN,
                          Connection)
+from .proxy_protocol import ProxyHeaderReader
 
 log = logging.getLogger("gswoole")
 
@@ -74,6 +75,11 @@ class Reactor:
         self._ready = deque()        # connections with events and no runner yet
         self._kicked = False         # a _kick is scheduled for this loop iteration
         self._spare = []
+        # proxy_protocol: False (off), None (any peer) or the set of allowed peers
+        self.proxy_from = False
+        if setting.get("proxy_protocol"):
+            allow = [ip.strip() for ip in setting["proxy_allow_ips"].split(",") if ip.strip()]
+            self.proxy_from = None if "*" in allow else frozenset(allow)
         self.request_count = 0
         self.request_limit = 0       # set by the worker from max_request (+ grace)
         self.on_request_limit = None
@@ -220,6 +226,11 @@ class Reactor:
                 watcher.start(self._on_accept, listener, sock, batch)
         self.loop.timer(0.1).start(resume)
 
+    def _proxy_allowed(self, addr):
+        """May this peer send a PROXY header? (unix-socket peers are local)"""
+        return self.proxy_from is None or not isinstance(addr, tuple) or \
+            addr[0] in self.proxy_from
+
     def _add_connection(self, listener, fileno, addr):
         if len(self.conns) >= self.setting["max_conn"]:
             log.warning("worker #%d is at max_conn=%d: closing a new connection from %s",
@@ -239,6 +250,8 @@ class Reactor:
         self.accept_count += 1
         if listener.splitter_factory is not None:
             conn.splitter = listener.splitter_factory()
+        if self.proxy_from is not False and self._proxy_allowed(addr):
+            conn.splitter = ProxyHeaderReader(conn, conn.splitter)
         conn.reader = reader = self.loop.io(fileno, 1)
         reader.start(self._on_read, conn)
         if listener.on_connect is not None:

@@ -275,6 +275,13 @@ SETTINGS = [
     Setting("http_keepalive_timeout", 5.0, seconds(),
             "Close a keep-alive connection idle this long between requests.",
             cli="--keep-alive"),
+    Setting("proxy_protocol", False, boolean,
+            "Connections on stream ports start with a PROXY protocol header (v1 or v2, "
+            "as HAProxy/AWS NLB send); the client address in it becomes the "
+            "connection's remote address.", cli="--proxy-protocol"),
+    Setting("proxy_allow_ips", "127.0.0.1,::1", text,
+            "Peers allowed to send a PROXY header (comma-separated, or '*'); from "
+            "others the bytes are the protocol's own.", cli="--proxy-allow-from"),
     Setting("upload_tmp_dir", None, optional_text,
             "Where uploaded files are written (default: the system temp dir)."),
     Setting("access_log", None, optional_text,

@@ -9,10 +9,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gswoole"
 
 SANS_IO = ["framing.py", "http/parser.py", "http/forms.py", "settings.py", "callbacks.py",
-           "errors.py"]
+           "errors.py", "proxy_protocol.py", "access_format.py", "proxy.py"]
 LOW_LEVEL = ["reactor.py", "connection.py", "framing.py", "http/parser.py", "ipc.py",
              "channels.py", "shared.py", "timers.py", "tasks.py", "worker.py",
-             "task_worker.py", "master.py", "sockets.py"]
+             "task_worker.py", "master.py", "sockets.py", "watchdog.py", "metrics.py",
+             "logs.py", "proxy_protocol.py", "access_format.py"]
 FACADES = {"server", "cli", "wsgi", "http.server"}
 
 

@@ -245,3 +245,16 @@ def test_operations_flags_through_gswoole_serve(cli, tmp_path):
     metrics_port = int(metrics_line.rsplit(":", 1)[1].split("/")[0])
     status, _, body = request(metrics_port, b"GET /metrics HTTP/1.0\r\n\r\n")
     assert status == 200 and b"gswoole_requests_total" in body
+
+
+def test_proxy_protocol_flag(cli, tmp_path):
+    import socket
+    from conftest import recv_until_eof
+    (tmp_path / "app.py").write_text(APP)
+    server = cli("app:app", "-b", "127.0.0.1:0", "--proxy-protocol")
+    port = server.wait_port()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"PROXY TCP4 198.51.100.9 10.0.0.1 4242 80\r\n"
+                     b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        body = recv_until_eof(sock).split(b"\r\n\r\n", 1)[1]
+    assert json.loads(body)["remote"] == "198.51.100.9"
