@@ -8,7 +8,13 @@ with a ``cli`` flag), with gunicorn's spelling where the two overlap, so the
 command line, the config file and the docs cannot drift apart.
 
 This is the only place that exits the process; errors in the user's input
-come out as one line on stderr, not a traceback.
+come out as one line on stderr, not a traceback. A gunicorn flag that
+gswoole-serve does not have gets one line naming what to use instead.
+
+Command-line-only options (they shape how TARGET is loaded and wrapped, so
+they are not Server settings): ``--chdir``, ``-e KEY=VAL``, ``--reload``
+(gswoole/reloader.py), ``--forwarded-allow-ips`` (gswoole/proxy.py), and
+gunicorn's config hooks in ``-c`` files (gswoole/hooks.py).
 """
 
 import argparse
@@ -18,7 +24,7 @@ import os
 import runpy
 import sys
 
-from . import __version__, settings
+from . import __version__, hooks, reloader, settings
 from .errors import ServerStateError
 
 EXIT_USAGE = 2
@@ -51,6 +57,17 @@ def build_parser():
                         help="a Python file of settings (worker_num = 4, bind = '...')")
     parser.add_argument("--no-patch", action="store_true",
                         help="do not gevent-monkey-patch before importing TARGET")
+    parser.add_argument("--chdir", metavar="DIR",
+                        help="change to DIR before loading TARGET")
+    parser.add_argument("-e", "--env", action="append", default=None, metavar="KEY=VALUE",
+                        help="set an environment variable (repeatable)")
+    parser.add_argument("--reload", action="store_true", default=None,
+                        help="restart the server when a .py file under the current "
+                             "directory changes (needs watchfiles: gswoole[reload]); "
+                             "for development")
+    parser.add_argument("--forwarded-allow-ips", metavar="IPS", default=None,
+                        help="trust X-Forwarded-For/-Proto from these peers (comma-"
+                             "separated, or '*'); default 127.0.0.1,::1")
     parser.add_argument("--version", action="version",
                         version="gswoole-serve (gswoole %s)" % __version__)
     for setting in settings.SETTINGS:
@@ -73,11 +90,68 @@ _CONFIG_ALIASES = {s.flags[-1].lstrip("-").replace("-", "_"): s.name
 # gunicorn's config-file spellings that differ from its flags
 _CONFIG_ALIASES.update(keepalive="http_keepalive_timeout", pidfile="pid_file",
                        loglevel="log_level", accesslog="access_log", errorlog="log_file",
-                       proc_name="process_name")
+                       proc_name="process_name", logconfig="log_config",
+                       logconfig_dict="log_config")
+
+
+# What a gunicorn user reaches for that gswoole-serve spells differently or
+# does not need: one line of advice instead of argparse's "unrecognized".
+GUNICORN_ONLY = {
+    "-k": "gswoole-serve always runs gevent workers; drop it",
+    "--worker-class": "gswoole-serve always runs gevent workers; drop it",
+    "--threads": "each worker serves many connections on greenlets; use --workers",
+    "--preload": "the app is always loaded in the master before the fork; drop it",
+    "--access-logfile": "use --access-log FILE",
+    "--error-logfile": "use --log-file FILE",
+    "--log-syslog": "use --log-config with a logging.handlers.SysLogHandler",
+    "--logger-class": "use --log-config",
+    "--statsd-host": "use --metrics-bind HOST:PORT (Prometheus)",
+    "--statsd-prefix": "use --metrics-bind HOST:PORT (Prometheus)",
+    "--worker-tmp-dir": "not needed: the timeout watchdog uses shared memory",
+    "--pythonpath": "use --chdir DIR or the PYTHONPATH environment variable",
+    "--paste": "build the app in a module and name it as TARGET (module:attr)",
+    "--certfile": "terminate TLS in a proxy in front (docs/operations.md)",
+    "--keyfile": "terminate TLS in a proxy in front (docs/operations.md)",
+    "--umask": "set it in the service manager (systemd UMask=)",
+    "--initgroups": "not needed: --user/--group set the groups",
+    "--capture-output": "workers write to the master's stderr already; use --log-file",
+    "--check-config": "run gswoole-serve; bad settings fail at start with one line",
+    "--print-config": "print(server.setting) in TARGET",
+    "--spew": "no equivalent",
+}
+
+# gunicorn config-file names of the above (worker_class = ...), same advice.
+_GUNICORN_ONLY_CONFIG = {flag.lstrip("-").replace("-", "_"): advice
+                         for flag, advice in GUNICORN_ONLY.items() if flag.startswith("--")}
+_GUNICORN_ONLY_CONFIG.update(preload_app=GUNICORN_ONLY["--preload"],
+                             accesslog_file=GUNICORN_ONLY["--access-logfile"],
+                             statsd_host=GUNICORN_ONLY["--statsd-host"])
+
+
+def check_gunicorn_flags(argv):
+    """Raise UsageError for a gunicorn flag gswoole-serve lacks."""
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if flag in GUNICORN_ONLY:
+            raise UsageError("gunicorn's %s is not a gswoole-serve flag: %s"
+                             % (flag, GUNICORN_ONLY[flag]))
+
+
+class Config:
+    """What a -c file gave: settings, bind, hooks and the command-line-only options."""
+
+    def __init__(self):
+        self.values = {}
+        self.bind = None
+        self.hooks = {}
+        self.env = []
+        self.chdir = None
+        self.reload = None
+        self.forwarded_allow_ips = None
 
 
 def load_config(path):
-    """Settings (and 'bind') from a Python config file."""
+    """A ``Config`` from a Python config file (gunicorn's format)."""
     if not os.path.exists(path):
         raise UsageError("config file %s does not exist" % path)
     try:
@@ -85,17 +159,30 @@ def load_config(path):
     except Exception as exc:
         raise UsageError("config file %s failed: %s: %s"
                          % (path, type(exc).__name__, exc)) from None
-    values, bind = {}, None
+    config = Config()
     for key, value in namespace.items():
-        if key.startswith("_") or inspect.ismodule(value):
+        if key.startswith("_") or inspect.ismodule(value) or inspect.isclass(value):
             continue
         if key == "bind":
-            bind = [value] if isinstance(value, str) else list(value)
+            config.bind = [value] if isinstance(value, str) else list(value)
+        elif key in hooks.HOOKS:
+            if not callable(value):
+                raise UsageError("config file %s: hook %r must be a function" % (path, key))
+            config.hooks[key] = value
+        elif key == "raw_env":
+            config.env = [value] if isinstance(value, str) else list(value)
+        elif key in ("chdir", "reload", "forwarded_allow_ips"):
+            setattr(config, key, value)
         elif key in settings.BY_NAME or key in _CONFIG_ALIASES:
-            values[_CONFIG_ALIASES.get(key, key)] = value
+            config.values[_CONFIG_ALIASES.get(key, key)] = value
+        elif key in _GUNICORN_ONLY_CONFIG:
+            raise UsageError("config file %s: gunicorn's %r is not a gswoole setting: %s"
+                             % (path, key, _GUNICORN_ONLY_CONFIG[key]))
+        elif inspect.isfunction(value):
+            continue   # a helper function of the config file
         else:
             raise UsageError("config file %s: unknown setting %r" % (path, key))
-    return values, bind
+    return config
 
 
 def parse_bind(address):
@@ -164,26 +251,53 @@ def _takes_no_arguments(fn):
     return True
 
 
-def build_server(target, values, binds):
+def build_server(target, values, binds, config_hooks=None, forwarded_allow_ips=None):
+    from .proxy import ProxyHeaders
     from .server import Server
     from .wsgi import Server as WsgiServer
+    config_hooks = config_hooks or {}
     if isinstance(target, Server):
         if binds:
             raise UsageError("--bind cannot move a Server that TARGET already created; "
                              "give its address in the code, or let TARGET be a WSGI app")
+        for name in ("pre_request", "post_request"):
+            if name in config_hooks:
+                raise UsageError("the %s hook needs a WSGI app as TARGET, not a gswoole Server"
+                                 % name)
         server = target
     else:
         binds = binds or ["127.0.0.1:8000"]
         host, port, sock_type = parse_bind(binds[0])
-        server = WsgiServer(target, host, port, sock_type)
+        app = target
+        if "pre_request" in config_hooks or "post_request" in config_hooks:
+            app = hooks.wrap_wsgi(app, config_hooks.get("pre_request"),
+                                  config_hooks.get("post_request"), lambda: server)
+        app = ProxyHeaders(app, forwarded_allow_ips or "127.0.0.1,::1")
+        server = WsgiServer(app, host, port, sock_type)
         for address in binds[1:]:
             server.listen(*parse_bind(address))
     server.set(values)
+    hooks.install(server, config_hooks)
     return server
 
 
+def apply_environment(pairs):
+    """-e KEY=VALUE (and gunicorn's raw_env) into os.environ."""
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError("bad -e %r: expected KEY=VALUE" % pair)
+        os.environ[key] = value
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    try:
+        check_gunicorn_flags(argv)
+    except UsageError as exc:
+        print("gswoole-serve: error: %s" % exc, file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     if not args.target:
         parser.print_usage(sys.stderr)
@@ -191,29 +305,42 @@ def main(argv=None):
               file=sys.stderr)
         return EXIT_USAGE
     try:
-        values, binds = {}, None
-        if args.config:
-            values, binds = load_config(args.config)
+        config = load_config(args.config) if args.config else Config()
+        apply_environment(config.env + (args.env or []))
+        chdir = args.chdir or config.chdir
+        if chdir:
+            try:
+                os.chdir(chdir)
+            except OSError as exc:
+                raise UsageError("--chdir %s: %s" % (chdir, exc.strerror)) from None
+        if (args.reload or config.reload) and not reloader.in_child():
+            return reloader.run_with_reloader(argv, os.getcwd())
+        values = dict(config.values)
         for setting in settings.SETTINGS:
             value = getattr(args, setting.name, None)
             if value is not None:
                 values[setting.name] = value
-        binds = args.bind or binds
+        binds = args.bind or config.bind
         settings.validate_all(values)
         if not args.no_patch:
             from .process import patch_all
             patch_all()
         target = load_target(args.target)
-        server = build_server(target, values, binds)
+        server = build_server(target, values, binds, config.hooks,
+                              args.forwarded_allow_ips or config.forwarded_allow_ips)
         _announce_on_start(server)
-    except (UsageError, settings.SettingError, OSError) as exc:
+    except (UsageError, settings.SettingError, OSError, reloader.ReloadError) as exc:
         print("gswoole-serve: error: %s" % exc, file=sys.stderr)
         return EXIT_USAGE
+    if "on_starting" in config.hooks:
+        config.hooks["on_starting"](server)
     try:
         server.start()
     except (ServerStateError, settings.SettingError) as exc:
         print("gswoole-serve: error: %s" % exc, file=sys.stderr)
         return EXIT_USAGE
+    if "on_exit" in config.hooks:
+        config.hooks["on_exit"](server)
     return 0
 
 

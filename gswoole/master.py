@@ -21,14 +21,16 @@ import posix
 import signal
 import sys
 import time
+from select import POLLIN
 
-from . import proctitle
+from . import logs, metrics, proctitle
 from .channels import Channels
+from .watchdog import DUMP_GRACE, RETIRE_REASONS, STACK_SIGNAL, Watchdog
 
 log = logging.getLogger("gswoole")
 
 HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGHUP",
-                   "SIGTTIN", "SIGTTOU", "SIGCHLD")
+                   "SIGTTIN", "SIGTTOU", "SIGCHLD", "SIGRTMIN")
 KILL_MARGIN = 5.0          # past max_wait_time (+ close callbacks) before SIGKILL
 READY_TIMEOUT = 30.0       # how long a reload waits for a replacement to come up
 QUICK_DEATH = 2.0          # a worker that dies younger than this counts toward back-off
@@ -64,7 +66,7 @@ class WorkerContext:
 
 
 class _Proc:
-    __slots__ = ("worker_id", "pid", "slot", "started", "retiring", "kill_at")
+    __slots__ = ("worker_id", "pid", "slot", "started", "retiring", "kill_at", "cause")
 
     def __init__(self, worker_id, pid, slot):
         self.worker_id = worker_id
@@ -73,6 +75,7 @@ class _Proc:
         self.started = time.monotonic()
         self.retiring = False
         self.kill_at = None
+        self.cause = None   # why the master ends it: reload, timeout, shutdown, ...
 
 
 class Arbiter:
@@ -97,9 +100,18 @@ class Arbiter:
         self.reload_step = None        # new pid of the reload step in progress
         self.stopping = False
         self.stop_deadline = None
+        self.ready = set()             # pids that said "R" (accepting), until they exit
+        self.start_pending = True      # the start event waits for every event worker
         self.signal_queue = []
+        self.watchdog = Watchdog(setting["timeout"])
+        self.counters = metrics.Counters()
+        self.metrics = None
+        if setting["metrics_bind"]:
+            self.metrics = metrics.MetricsEndpoint(setting["metrics_bind"], self.render_metrics)
+            server.metrics_port = self.metrics.port   # known before fork, so in every worker
+            log.info("metrics at http://%s/metrics", self.metrics.describe())
+            metrics.check_multiprocess()
         import select
-        self._select = _unpatched("select", "select", select.select)
         self._poll = _unpatched("select", "poll", select.poll)
         # gevent's patched signal.signal keeps SIGCHLD for its own child
         # watchers and installs no real handler, so the master would learn of
@@ -115,7 +127,6 @@ class Arbiter:
         try:
             for worker_id in range(self._total_workers()):
                 self.spawn(worker_id)
-            self._call("start", self.server)
             while not (self.stopping and not self.procs):
                 self._wait()
                 self._handle_signals()
@@ -126,6 +137,11 @@ class Arbiter:
         finally:
             self._restore_signals()
             self.channels.close()
+            if self.metrics:
+                self.metrics.close()
+
+    def render_metrics(self):
+        return metrics.render(self.shared, self.worker_num, self.counters, metrics.now_ms())
 
     def _setup_pipes_and_signals(self):
         self.sig_r, self.sig_w = os.pipe()
@@ -152,11 +168,19 @@ class Arbiter:
             self.signal_queue.append(signum)
 
     def _wait(self):
+        """Sleep until a signal, a control message or the next deadline.
+        poll, not select: the master's descriptors can be past 1023 (many
+        workers' socketpairs, or an application that opened many files)."""
         timeout = self._next_deadline() - time.monotonic()
+        poller = self._poll()
+        for fd in [self.sig_r, self.ctl_r] + (self.metrics.fds() if self.metrics else []):
+            poller.register(fd, POLLIN)
         try:
-            self._select([self.sig_r, self.ctl_r], [], [], max(0.0, min(timeout, 1.0)))
+            ready = [fd for fd, _ in poller.poll(max(0.0, min(timeout, 1.0)) * 1000)]
         except InterruptedError:
-            pass
+            ready = []
+        if self.metrics:
+            self.metrics.on_readable(ready, time.monotonic())
         try:
             while os.read(self.sig_r, 4096):
                 pass
@@ -167,6 +191,10 @@ class Arbiter:
         times = list(self.respawn_at.values())
         times += [p.kill_at for p in self.procs.values() if p.kill_at is not None]
         times += [give_up for _, give_up in self.replacing.values()]
+        if self.watchdog.timeout_ms:
+            times.append(self.watchdog.next_check)
+        if self.metrics and self.metrics.clients:
+            times.append(self.metrics.next_deadline())
         return min(times) if times else time.monotonic() + 1.0
 
     def _call(self, event, *args):
@@ -220,6 +248,13 @@ class Arbiter:
             return True
         return False
 
+    def handle_rtmin(self):
+        """Reopen log files (logrotate's postrotate), here and in every worker."""
+        logs.reopen_log_files()
+        for pid in list(self.procs):
+            self._signal(pid, signal.SIGRTMIN)
+        log.info("log files reopened")
+
     def handle_ttin(self):
         if self.stopping or self._renumbering("TTIN"):
             return
@@ -236,6 +271,7 @@ class Arbiter:
         pid = self.slots.pop(self.worker_num, None)
         self.respawn_at.pop(self.worker_num, None)
         if pid is not None:
+            self.procs[pid].cause = "scale_down"
             self._retire(pid, signal.SIGTERM)
 
     # -- actions ---------------------------------------------------------
@@ -253,6 +289,7 @@ class Arbiter:
             self._signal(pid, sig)
             proc = self.procs.get(pid)
             if proc is not None:
+                proc.cause = proc.cause or "shutdown"
                 proc.kill_at = min(proc.kill_at or float("inf"), time.monotonic() + wait)
 
     def reload(self, worker_ids):
@@ -283,6 +320,7 @@ class Arbiter:
             self._become_worker(worker_id, context)   # never returns
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self.shared.set(slot, "pid", pid)
+        self.counters.started(self._kind(worker_id))
         self.procs[pid] = _Proc(worker_id, pid, slot)
         self.slots[worker_id] = pid
         return pid
@@ -292,20 +330,24 @@ class Arbiter:
         try:
             for fd in (self.sig_r, self.sig_w, self.ctl_r):
                 os.close(fd)
+            if self.metrics:
+                self.metrics.close()
             from .worker import reset_signals_after_fork
             reset_signals_after_fork()
             first_user = self._first_user_id()
             if worker_id >= first_user:
                 process = self.user_processes[worker_id - first_user]
-                role = "user process #%d" % process.index
+                kind, number = "user process", process.index
 
                 def run(server, worker_id, context):
                     self.run_user_process(server, worker_id, context, process)
             elif worker_id >= self.worker_num:
-                role, run = "task worker process #%d" % worker_id, self.run_task_worker
+                kind, number, run = "task worker", worker_id, self.run_task_worker
             else:
-                role, run = "worker process #%d" % worker_id, self.run_worker
-            proctitle.set_title(self.setting["process_name"], role)
+                kind, number, run = "worker", worker_id, self.run_worker
+            logs.set_process_role(kind, number)
+            proctitle.set_title(self.setting["process_name"], "%s #%d" % (
+                kind if kind == "user process" else kind + " process", number))
             proctitle.drop_privileges(self.setting["user"], self.setting["group"])
             run(self.server, worker_id, context)
         except BaseException:
@@ -344,6 +386,7 @@ class Arbiter:
             except ValueError:
                 continue
             if kind == b"R":
+                self.ready.add(pid)
                 self._replacement_ready(pid)
             elif kind == b"X":
                 self._on_worker_retiring(pid)
@@ -355,6 +398,8 @@ class Arbiter:
         if proc is None or proc.retiring or self.stopping:
             return
         if self.slots.get(proc.worker_id) == pid:
+            reason = self.shared.get(proc.slot, "retire_reason")
+            proc.cause = RETIRE_REASONS[reason] if 0 < reason < len(RETIRE_REASONS) else "stop"
             self._replace(proc.worker_id)
 
     def _replace(self, worker_id):
@@ -385,6 +430,7 @@ class Arbiter:
             log.error("replacement of worker #%d died before it was ready; keeping pid %d",
                       worker_id, old)
             proc.retiring = False
+            proc.cause = None
             self.slots[worker_id] = old
             self.respawn_at.pop(worker_id, None)
         if new == self.reload_step:
@@ -403,6 +449,7 @@ class Arbiter:
             if pid == 0:
                 return
             proc = self.procs.pop(pid, None)
+            self.ready.discard(pid)
             if proc is None:
                 continue
             self._on_exit(proc, status)
@@ -415,6 +462,12 @@ class Arbiter:
         self.shared.free_slot(proc.slot)
         how = "was killed by %s" % signal.Signals(signum).name if signum \
             else "exited with code %d" % exit_code
+        if proc.cause == "timeout":
+            cause = "timeout"
+        else:
+            cause = "error" if exit_code or signum else (proc.cause or "exit")
+        self.counters.exited(self._kind(worker_id), cause)
+        metrics.forget_process(proc.pid)
         if slot["task_src_pid"]:
             self._fail_task(slot, worker_id, how)   # even a clean exit (QUIT) mid-task
         is_user = worker_id >= self._first_user_id()
@@ -425,6 +478,12 @@ class Arbiter:
         elif exit_code or signum:
             log.error("worker #%d (pid %d) %s", worker_id, proc.pid, how)
             self._call("workererror", self.server, worker_id, proc.pid, exit_code, signum)
+        child_exit = getattr(self.server, "_child_exit_hook", None)   # gunicorn's hook (cli)
+        if child_exit is not None:
+            try:
+                child_exit(worker_id, proc.pid, worker_id >= self.worker_num, exit_code, signum)
+            except BaseException:
+                log.exception("error in the child_exit hook")
         if proc.pid in self.replacing:
             self.slots.pop(worker_id, None)
             self._replacement_failed(proc.pid, worker_id)
@@ -471,10 +530,12 @@ class Arbiter:
                     del self.respawn_at[worker_id]
         for proc in list(self.procs.values()):
             if proc.kill_at is not None and proc.kill_at <= now:
-                log.error("worker #%d (pid %d) did not exit in time; killing it",
-                          proc.worker_id, proc.pid)
+                if proc.cause != "timeout":
+                    log.error("worker #%d (pid %d) did not exit in time; killing it",
+                              proc.worker_id, proc.pid)
                 self._signal(proc.pid, signal.SIGKILL)
                 proc.kill_at = None
+        self._kill_stuck(now)
         for new, (old, give_up) in list(self.replacing.items()):
             if give_up <= now:
                 log.warning("replacement pid %d not ready after %.0f s; stopping pid %d anyway",
@@ -482,6 +543,28 @@ class Arbiter:
                 self._replacement_ready(new)
         if self.reload_queue and self.reload_step is None and not self.stopping:
             self._start_reload_step()
+        if self.start_pending and not self.stopping and all(
+                self.slots.get(w) in self.ready for w in range(self.worker_num)):
+            # Like trio's task_status.started(): "started" once every event
+            # worker has run workerStart and accepts, not merely forked.
+            self.start_pending = False
+            self._call("start", self.server)
+
+    def _kill_stuck(self, now):
+        """The watchdog (``timeout``): a worker whose event loop has not turned
+        for that long gets its stack dumped (faulthandler, in the worker) and,
+        DUMP_GRACE later, SIGKILL; its exit is a workerError and it is
+        replaced as any dead worker is."""
+        for proc, idle in self.watchdog.stuck(self.procs.values(), self.shared, now):
+            log.error("worker #%d (pid %d): event loop stuck for %.1f s (timeout %g s); "
+                      "its Python stack follows in its log; killing it", proc.worker_id,
+                      proc.pid, idle, self.setting["timeout"])
+            proc.cause = "timeout"
+            self._signal(proc.pid, STACK_SIGNAL)
+            proc.kill_at = now + DUMP_GRACE
+
+    def _kind(self, worker_id):
+        return "task_worker" if worker_id >= self.worker_num else "worker"
 
     def _total_workers(self):
         return self._first_user_id() + len(self.user_processes)
@@ -495,6 +578,7 @@ class Arbiter:
             old = self.slots.get(worker_id)
             if old is None or self.procs[old].retiring:
                 continue
+            self.procs[old].cause = "reload"
             self.reload_step = self._replace(worker_id)
             if self.reload_step is not None:
                 return

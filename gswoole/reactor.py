@@ -53,6 +53,7 @@ from .datagrams import DatagramPorts
 from .sending import Sending
 from .stopping import Stopping
 from .transport import Transport
+from .proxy_protocol import ProxyHeaderReader
 
 log = logging.getLogger("gswoole")
 
@@ -83,6 +84,11 @@ class Reactor(Sending, Closing, Stopping):
         self._ready = deque()        # connections with events and no runner yet
         self._kicked = False         # a _kick is scheduled for this loop iteration
         self._spare = []
+        # proxy_protocol: False (off), None (any peer) or the set of allowed peers
+        self.proxy_from = False
+        if setting.get("proxy_protocol"):
+            allow = [ip.strip() for ip in setting["proxy_allow_ips"].split(",") if ip.strip()]
+            self.proxy_from = None if "*" in allow else frozenset(allow)
         self.request_count = 0
         self.request_limit = 0       # set by the worker from max_request (+ grace)
         self.on_request_limit = None
@@ -141,6 +147,11 @@ class Reactor(Sending, Closing, Stopping):
         self.acceptor.connection_gone()
         self._check_all_closed()
 
+    def _proxy_allowed(self, addr):
+        """May this peer send a PROXY header? (unix-socket peers are local)"""
+        return self.proxy_from is None or not isinstance(addr, tuple) or \
+            addr[0] in self.proxy_from
+
     def add_connection(self, listener, fileno, addr):
         sock = _rawsocket(listener.family, _stdsocket.SOCK_STREAM, 0, fileno)
         sock.setblocking(False)
@@ -158,6 +169,8 @@ class Reactor(Sending, Closing, Stopping):
                       fd, addr, listener.describe(), len(self.conns))
         if listener.splitter_factory is not None:
             conn.splitter = listener.splitter_factory()
+        if self.proxy_from is not False and self._proxy_allowed(addr):
+            conn.splitter = ProxyHeaderReader(conn, conn.splitter)
         if listener.protocol is not None:
             conn.transport = Transport(self, conn)
         conn.reader = reader = self.loop.io(fileno, 1)

@@ -16,6 +16,7 @@ from . import callbacks as _callbacks
 from . import errors, settings
 from .errors import CallbackError, EventLoopError, ServerStateError, SettingError
 from .framing import make_splitter
+from .logs import configure_logging
 from .master import Arbiter, daemonize, remove_pid_file, write_pid_file
 from .proctitle import set_title
 from .shared import SharedState
@@ -26,8 +27,6 @@ from .user_process import Process, run_user_process
 from .worker import run_worker
 
 log = logging.getLogger("gswoole")
-
-_LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 
 
 def check_event_loop():
@@ -237,7 +236,7 @@ class Server:
         self._check_startable()
         self._started = True
         setting = self.setting
-        _configure_logging(setting)
+        configure_logging(setting)
         if setting["daemonize"]:
             daemonize(setting["log_file"])
         self.master_pid = os.getpid()
@@ -253,10 +252,12 @@ class Server:
         first_user = setting["worker_num"] + setting["task_worker_num"]
         for process in self._user_processes:
             process.worker_id = first_user + process.index
-        arbiter = Arbiter(self, setting, self._callbacks, self._listeners, self._shared,
-                          run_worker, run_task_worker, run_user_process, self._user_processes)
         Timer._in_master = True
         try:
+            # inside the try: a metrics_bind that cannot bind still removes the pid file
+            arbiter = Arbiter(self, setting, self._callbacks, self._listeners, self._shared,
+                              run_worker, run_task_worker, run_user_process,
+                              self._user_processes)
             arbiter.run()
         finally:
             Timer._in_master = False
@@ -469,17 +470,3 @@ class Server:
             result["worker_request_count"] = self._worker.reactor.request_count
         return result
 
-
-def _configure_logging(setting):
-    logger = logging.getLogger("gswoole")
-    logger.setLevel(settings.logging_level(setting["log_level"]))
-    if setting["log_file"] == "-":   # as in gunicorn: "-" is stderr, not a file
-        handler = logging.StreamHandler(sys.stderr)
-    elif setting["log_file"]:
-        handler = logging.FileHandler(setting["log_file"])
-    elif logger.handlers or logging.getLogger().handlers:
-        return  # the application configured logging itself
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-    logger.addHandler(handler)

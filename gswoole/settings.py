@@ -93,6 +93,47 @@ def text(value):
 text.describe = "str"
 
 
+def optional_address(value):
+    """'host:port' or '[v6host]:port', or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("expected 'HOST:PORT' or None, got %r" % (value,))
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError("expected 'HOST:PORT', got %r" % value)
+    return value
+optional_address.describe = "'host:port' or None"
+
+
+def log_config(value):
+    """A logging.config.dictConfig dict, or the path of an existing file."""
+    if value is None or isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value:
+        if not os.path.exists(value):
+            raise ValueError("log config file %s does not exist" % value)
+        return value
+    raise TypeError("expected a dictConfig dict or a file path, got %r" % (value,))
+log_config.describe = "dict, path or None"
+
+
+def access_log_format(value):
+    """A %-format over gunicorn's atoms: checked by formatting sample atoms."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise TypeError("expected a format string or None, got %r" % (value,))
+    from .access_format import atoms
+    try:
+        value % atoms("127.0.0.1", 0.0, "GET", "/", "HTTP/1.1", 200, 0, now=0.0)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError("bad format %r: %s (use gunicorn's atoms, e.g. '%%(h)s %%(r)s')"
+                         % (value, exc)) from None
+    return value
+access_log_format.describe = "str or None"
+
+
 def delimiter(value):
     if isinstance(value, str):
         value = value.encode("latin-1")
@@ -155,6 +196,13 @@ SETTINGS = [
     Setting("max_wait_time", 3.0, seconds(),
             "How long a stopping worker keeps serving open connections before it "
             "closes them and exits.", cli="--graceful-timeout"),
+    Setting("timeout", 30.0, seconds(),
+            "A worker whose event loop has not turned for this long (a CPU loop or a "
+            "blocking call in a callback) has its stack logged, is killed and replaced; "
+            "task workers are exempt while running a task; 0 = off.", cli=("-t", "--timeout")),
+    Setting("max_worker_memory", 0, integer(0),
+            "MiB of RSS past which a worker retires like max_request (replacement "
+            "first); checked about once a second; 0 = off.", cli="--max-worker-memory"),
     Setting("process_name", "gswoole", text,
             "Prefix of the process titles ('gswoole: worker process #0').", cli=("-n", "--name")),
     Setting("user", None, optional_text, "Run workers as this user (master must be root).",
@@ -168,6 +216,13 @@ SETTINGS = [
             cli="--log-file"),
     Setting("log_level", "info", log_level, "Level of the 'gswoole' logger.",
             cli="--log-level"),
+    Setting("log_config", None, log_config,
+            "Logging configuration: a logging.config.dictConfig dict, a .json file "
+            "holding one, or a fileConfig .ini file; replaces log_file/log_level. Records "
+            "carry %(role)s and %(worker_id)s.", cli="--log-config"),
+    Setting("metrics_bind", None, optional_address,
+            "Serve Prometheus metrics from the master at http://HOST:PORT/metrics "
+            "(answered even while every worker is busy).", cli="--metrics-bind"),
     # sockets and connections
     Setting("backlog", 511, integer(1), "listen() backlog.", cli="--backlog"),
     Setting("enable_reuse_port", False, boolean,
@@ -231,11 +286,24 @@ SETTINGS = [
     Setting("http_keepalive_timeout", 5.0, seconds(),
             "Close a keep-alive connection idle this long between requests.",
             cli="--keep-alive"),
+    Setting("proxy_protocol", False, boolean,
+            "Connections on stream ports start with a PROXY protocol header (v1 or v2, "
+            "as HAProxy/AWS NLB send); the client address in it becomes the "
+            "connection's remote address.", cli="--proxy-protocol"),
+    Setting("proxy_allow_ips", "127.0.0.1,::1", text,
+            "Peers allowed to send a PROXY header (comma-separated, or '*'); from "
+            "others the bytes are the protocol's own.", cli="--proxy-allow-from"),
     Setting("upload_tmp_dir", None, optional_text,
             "Where uploaded files are written (default: the system temp dir)."),
     Setting("access_log", None, optional_text,
             "HTTP access log in the common log format: a file path, or '-' for stderr.",
             cli="--access-log"),
+    Setting("access_log_format", None, access_log_format,
+            "Access-log line as a %-format over gunicorn's atoms (h l u t r s b f a T D "
+            "L M p m U q H, %({header}i)s, %({header}o)s); default: the common log "
+            "format plus microseconds.", cli="--access-logformat"),
+    Setting("access_log_json", False, boolean,
+            "Write the access log as one JSON object per line.", cli="--access-log-json"),
 ]
 
 BY_NAME = {s.name: s for s in SETTINGS}

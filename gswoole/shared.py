@@ -12,13 +12,17 @@ mapping created by the master before it forks.
   not the slot). The master hands slots out at fork and takes them back at
   reap; each process is the only writer of its own slot. Counters of dead
   processes are folded into totals in the header, so sums stay right across
-  respawns.
+  respawns. A slot also carries what the watchdog and the metrics read: the
+  monotonic time the process's event loop last turned (``heartbeat_ms``,
+  set by the master at fork and by the process's heartbeat timer after), the
+  loop's lag, the RSS, and why the process asked to retire.
 """
 
 import fcntl
 import mmap
 import struct
 import tempfile
+import time
 
 ID_BLOCK = 64
 MAX_SLOTS = 4096
@@ -26,13 +30,17 @@ OWNER_ENTRIES = 1 << 16
 
 SLOT_FIELDS = ("pid", "worker_id", "start_time", "retiring", "accept_count", "close_count",
                "connection_num", "request_count", "tasks_sent", "tasks_taken",
-               "task_src_pid", "task_src_worker", "task_id")
+               "task_src_pid", "task_src_worker", "task_id", "heartbeat_ms", "loop_lag_us",
+               "rss_bytes", "task_time_us", "retire_reason")
+# Counters summed over dead processes too (folded into the header at reap).
+RETIRED_TOTALS = ("tasks_sent", "tasks_taken", "accept_count", "close_count", "request_count",
+                  "task_time_us")
 _FIELD = {name: i * 8 for i, name in enumerate(SLOT_FIELDS)}
 _SLOT = struct.Struct("q" * len(SLOT_FIELDS))
 _Q = struct.Struct("q")
 _OWNER = struct.Struct("qqq")      # block start, owner pid, owner worker id
-# header: next session id, tasks sent by dead processes, tasks taken by dead processes
-_HEADER = struct.Struct("qqq")
+# header: next session id, then RETIRED_TOTALS of dead processes
+_HEADER = struct.Struct("q" * (1 + len(RETIRED_TOTALS)))
 _OWNERS_AT = _HEADER.size
 _SLOTS_AT = _OWNERS_AT + _OWNER.size * OWNER_ENTRIES
 
@@ -40,7 +48,7 @@ _SLOTS_AT = _OWNERS_AT + _OWNER.size * OWNER_ENTRIES
 class SharedState:
     def __init__(self):
         self._map = mmap.mmap(-1, _SLOTS_AT + _SLOT.size * MAX_SLOTS)
-        _HEADER.pack_into(self._map, 0, 1, 0, 0)
+        _HEADER.pack_into(self._map, 0, 1, *([0] * len(RETIRED_TOTALS)))
         self._lock_file = tempfile.TemporaryFile(prefix="gswoole-ids-")
         self._free = list(range(MAX_SLOTS - 1, -1, -1))   # master-only bookkeeping
 
@@ -78,14 +86,15 @@ class SharedState:
         _SLOT.pack_into(self._map, self._slot_offset(index), *([0] * len(SLOT_FIELDS)))
         self.set(index, "worker_id", worker_id)
         self.set(index, "start_time", start_time)
+        self.set(index, "heartbeat_ms", monotonic_ms())   # booting counts as turning
         return index
 
     def free_slot(self, index):
-        """Master, at reap: fold the dead process's task counters into the totals."""
+        """Master, at reap: fold the dead process's counters into the totals."""
         slot = self.read_slot(index)
-        _, sent, taken = _HEADER.unpack_from(self._map, 0)
-        _Q.pack_into(self._map, 8, sent + slot["tasks_sent"])
-        _Q.pack_into(self._map, 16, taken + slot["tasks_taken"])
+        header = _HEADER.unpack_from(self._map, 0)
+        _HEADER.pack_into(self._map, 0, header[0], *(
+            total + slot[name] for total, name in zip(header[1:], RETIRED_TOTALS)))
         _SLOT.pack_into(self._map, self._slot_offset(index), *([0] * len(SLOT_FIELDS)))
         self._free.append(index)
 
@@ -114,6 +123,15 @@ class SharedState:
                 found.append(self.read_slot(index))
         return found
 
+    def retired_totals(self):
+        """{counter: sum over dead processes} for each of RETIRED_TOTALS."""
+        return dict(zip(RETIRED_TOTALS, _HEADER.unpack_from(self._map, 0)[1:]))
+
     def retired_task_totals(self):
-        _, sent, taken = _HEADER.unpack_from(self._map, 0)
-        return sent, taken
+        totals = self.retired_totals()
+        return totals["tasks_sent"], totals["tasks_taken"]
+
+
+def monotonic_ms():
+    """CLOCK_MONOTONIC in ms: one clock for every process of the machine."""
+    return int(time.monotonic() * 1000)

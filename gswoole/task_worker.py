@@ -19,15 +19,18 @@ import os
 import random
 import select
 import signal
-
-from gevent.select import poll as gevent_poll
 import socket
 import sys
+import time
 import traceback
 
-from . import ipc
+import gevent
+from gevent.select import poll as gevent_poll
+
+from . import ipc, watchdog
 from .timers import Timer
-from .worker import die_with_parent, exit_with, unblock_signals
+from .worker import (die_with_parent, exit_with, start_heartbeat, unblock_signals,
+                     watch_log_reopen)
 
 log = logging.getLogger("gswoole")
 
@@ -49,6 +52,7 @@ class TaskWorker:
         self.current = None        # the message of the task being run
         self.finished = False      # finish() already sent its result
         self.tasks_done = 0
+        self.task_time = 0.0       # seconds spent in tasks, for the latency metric
 
     def run(self):
         exit_with(self._run, "%s #%d" % (self.kind, self.worker_id))
@@ -60,6 +64,9 @@ class TaskWorker:
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         signal.signal(signal.SIGUSR1, lambda *_: self.retire())
         signal.signal(signal.SIGQUIT, lambda *_: os._exit(0))
+        watchdog.arm_stack_dump(sys.stderr)
+        self.heartbeat = start_heartbeat(self, gevent.get_hub().loop)
+        self._reopen = watch_log_reopen(gevent.get_hub().loop)
         unblock_signals()
         self.private = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.private.bind(ipc.inbox_address(self.context.master_pid, self.pid))
@@ -97,14 +104,18 @@ class TaskWorker:
                     continue
                 self._handle(message)
         self._call("workerstop", self.server, self.worker_id)
+        self.heartbeat.stop()
         return 0
 
     def stop(self):
         self.stopping = True
 
-    def retire(self):
+    def retire(self, reason="stop", why=None):
         if not self.retiring:
             self.retiring = True
+            if why:
+                log.info("task worker #%d (pid %d) retiring %s", self.worker_id, self.pid, why)
+            self.shared.set(self.slot, "retire_reason", watchdog.RETIRE_REASONS.index(reason))
             self.context.tell_master(b"X")
         self.stopping = True
 
@@ -135,6 +146,7 @@ class TaskWorker:
         self.current = message
         self.finished = False
         callback = self.context.callbacks["task"]
+        started = time.monotonic()
         try:
             result = callback(self.server, message.id, message.src_worker, message.value())
         except BaseException as exc:
@@ -159,11 +171,16 @@ class TaskWorker:
                                                                  type(exc).__name__, exc), text))
         finally:
             self.current = None
-            shared.write_slot(slot, task_src_pid=0, task_src_worker=0, task_id=0)
+            self.task_time += time.monotonic() - started
+            # The heartbeat first: the watchdog must not see a stale time
+            # (the timer could not run during the task) once the task is over.
+            self.heartbeat.touch()
+            shared.write_slot(slot, task_src_pid=0, task_src_worker=0, task_id=0,
+                              task_time_us=int(self.task_time * 1e6))
         limit = self.setting["task_max_request"]
         if limit and self.tasks_done >= limit:
             log.info("task worker #%d retiring after %d tasks", self.worker_id, self.tasks_done)
-            self.retire()
+            self.retire("max_request")
 
     def finish(self, data):
         """Send ``data`` as the current task's result (once per task)."""

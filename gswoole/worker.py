@@ -28,6 +28,8 @@ import time
 import gevent
 from gevent.event import Event
 
+from . import watchdog
+from .logs import reopen_log_files
 from .reactor import Reactor
 from .tasks import Mailbox
 from .timers import Timer
@@ -45,6 +47,8 @@ def reset_signals_after_fork():
         signum = getattr(signal, name, None)
         if signum is not None:
             signal.signal(signum, signal.SIG_DFL)
+    # SIGRTMIN's default action kills; until the worker watches it, ignore it.
+    signal.signal(signal.SIGRTMIN, signal.SIG_IGN)
     # Ctrl-C reaches the whole process group; the master turns it into an
     # orderly shutdown of the workers, so workers themselves ignore it.
     for name in _IGNORED_SIGNALS:
@@ -57,7 +61,7 @@ def unblock_signals():
     """The master forks with its signals blocked; a child calls this once its
     own handlers are in place (a signal sent meanwhile is delivered now)."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, [getattr(signal, name) for name in
-                                                ("SIGTERM", "SIGQUIT", "SIGCHLD")
+                                                ("SIGTERM", "SIGQUIT", "SIGCHLD", "SIGRTMIN")
                                                 + _IGNORED_SIGNALS])
 
 
@@ -101,6 +105,9 @@ class Worker:
         self.reactor.route = self.mailbox.call
         self.server._attach_worker(self)
         hub_loop = gevent.get_hub().loop
+        watchdog.arm_stack_dump(sys.stderr)
+        self.heartbeat = start_heartbeat(self, hub_loop)
+        self._reopen = watch_log_reopen(hub_loop)
         for signum, handler in ((signal.SIGTERM, self.stop), (signal.SIGQUIT, self.stop_now),
                                 (signal.SIGUSR1, self.retire)):
             watcher = hub_loop.signal(signum)
@@ -124,6 +131,7 @@ class Worker:
         publisher.stop()
         if not self._graceful:
             self.reactor.shutdown_now()
+            self.publish()
             return 0
         Timer.clear_all()
         deadline = time.monotonic() + self.setting["max_wait_time"]
@@ -131,6 +139,8 @@ class Worker:
         # Results of tasks this worker sent still come to it (finish callbacks).
         self.mailbox.wait_idle(max(0.0, deadline - time.monotonic()))
         self._call("workerstop", self.server, self.worker_id)
+        self.heartbeat.stop()
+        self.publish()    # the last counts, for the totals the master keeps
         return 0
 
     def _set_request_limit(self):
@@ -141,7 +151,7 @@ class Worker:
         if grace is None:
             grace = limit // 2
         self.reactor.request_limit = limit + random.randint(0, grace)
-        self.reactor.on_request_limit = self.retire
+        self.reactor.on_request_limit = lambda: self.retire("max_request")
 
     def _call(self, event, *args):
         callback = self.context.callbacks.get(event)
@@ -162,15 +172,18 @@ class Worker:
         self._graceful = False
         self._stop.set()
 
-    def retire(self):
-        """Ask to be replaced (max_request, stop()): the master forks the
-        replacement and sends us SIGTERM once it is ready, so this worker
-        keeps accepting until then and no connection is ever refused."""
+    def retire(self, reason="stop", why=None):
+        """Ask to be replaced (max_request, max_worker_memory, stop()): the
+        master forks the replacement and sends us SIGTERM once it is ready, so
+        this worker keeps accepting until then and no connection is ever
+        refused. ``reason`` is one of watchdog.RETIRE_REASONS."""
         if self._retiring or self._stop.is_set():
             return
         self._retiring = True
-        log.info("worker #%d (pid %d) retiring after %d requests", self.worker_id, self.pid,
-                 self.reactor.request_count)
+        log.info("worker #%d (pid %d) retiring %s", self.worker_id, self.pid,
+                 why or "after %d requests" % self.reactor.request_count)
+        self.context.shared.set(self.context.slot, "retire_reason",
+                                watchdog.RETIRE_REASONS.index(reason))
         self.context.tell_master(b"X")
 
     # -- stats -----------------------------------------------------------
@@ -181,6 +194,29 @@ class Worker:
             self.context.slot, retiring=int(self._stop.is_set()),
             accept_count=r.accept_count, close_count=r.close_count,
             connection_num=len(r.conns), request_count=r.request_count)
+
+
+def watch_log_reopen(loop):
+    """Reopen this process's log files on SIGRTMIN (in the hub: never in the
+    middle of a record being written)."""
+    watcher = loop.signal(signal.SIGRTMIN)
+    watcher.start(reopen_log_files)
+    return watcher
+
+
+def start_heartbeat(process, loop):
+    """Start the watchdog's heartbeat in a worker or task worker (``process``
+    has ``context``, ``setting`` and ``retire(reason, why)``)."""
+    setting = process.setting
+    limit = setting["max_worker_memory"] * 1024 * 1024
+
+    def over_memory(rss):
+        process.retire("memory", "with %d MiB RSS, past max_worker_memory %d MiB"
+                       % (rss // (1024 * 1024), setting["max_worker_memory"]))
+    heartbeat = watchdog.Heartbeat(process.context.shared, process.context.slot,
+                                   setting["timeout"], limit, over_memory)
+    heartbeat.start(loop)
+    return heartbeat
 
 
 def exit_with(run, name):

@@ -209,7 +209,7 @@ def on_start(s, wid):
     emit("BOOT", wid)
     os._exit(3)
 server.on("workerStart", on_start)
-""")
+""", ready=False)   # no worker ever accepts, so the start event never runs
     srv.wait_line(r"^BOOT", count=4, timeout=10)
     srv.wait_line(r"keeps dying at start; respawning in", stream="err")
     # with back-off the count grows slowly: nowhere near a spin
@@ -397,3 +397,20 @@ server.on("start", lambda s: (emit("HUB", get_hub_if_exists()),
                               emit("READY", s.port, s.master_pid)))
 """)
     assert srv.wait_line(r"^HUB ").string == "HUB None"
+
+
+def test_start_event_waits_for_every_worker_to_accept(serve):
+    srv = serve("""
+import gevent
+def boot(s, wid):
+    gevent.sleep(0.2 * (wid + 1))
+    emit("BOOTED", wid)
+server.on("workerStart", boot)
+server.on("receive", lambda s, fd, rid, data: s.send(fd, data))
+""", workers=3)
+    # READY is printed by the start event; each worker wrote BOOTED before it
+    # told the master it accepts, so the pipe holds them in causal order
+    lines = list(srv.lines)
+    ready_at = next(i for i, line in enumerate(lines) if line.startswith("READY"))
+    booted = [i for i, line in enumerate(lines) if line.startswith("BOOTED")]
+    assert len(booted) == 3 and max(booted) < ready_at

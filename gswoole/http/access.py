@@ -1,9 +1,11 @@
-"""The HTTP access log: common log format plus the response time, written by
-the ``gswoole.access`` logger when the ``access_log`` setting names a target."""
+"""The HTTP access log, written by the ``gswoole.access`` logger when the
+``access_log`` setting names a target; the line's format is
+``gswoole.access_format`` (``access_log_format``, ``access_log_json``)."""
 
 import logging
 import sys
-import time
+
+from ..access_format import atoms, format_access
 
 access_log = logging.getLogger("gswoole.access")
 
@@ -22,9 +24,11 @@ def access_log_enabled():
     return access_log.isEnabledFor(logging.INFO) and bool(access_log.handlers)
 
 
-def log_access(remote_addr, started, method, uri, protocol, status, sent):
-    """One line: host - - [time] "request line" status bytes microseconds."""
-    access_log.info('%s - - [%s] "%s %s %s" %s %s %d', remote_addr or "-",
-                    time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(started)),
-                    method, uri, protocol, status, sent or "-",
-                    int((time.time() - started) * 1e6))
+def log_access(remote_addr, started, method, uri, protocol, status, sent, headers_in=None,
+               headers_out=None):
+    """One line, formatted by ``access_log_format`` (gswoole.access_format);
+    by default: host - - [time] "request line" status bytes microseconds.
+    ``headers_in``/``headers_out`` (lower-case name -> value) feed the
+    {name}i / {name}o, f and a atoms."""
+    access_log.info("%s", format_access(atoms(remote_addr, started, method, uri, protocol,
+                                              status, sent, headers_in, headers_out)))

@@ -1,0 +1,124 @@
+"""The stuck-worker watchdog (``timeout``) and memory recycling (``max_worker_memory``)."""
+
+import signal
+import socket
+import time
+
+import pytest
+
+from conftest import children_of, wait_until
+
+STUCK = """
+import gevent.monkey
+def cpu_loop_forever():
+    while True:
+        pass
+def sleep_unpatched():
+    gevent.monkey.get_original("time", "sleep")(3600)
+def on_receive(s, fd, rid, data):
+    if data.startswith(b"cpu"):
+        cpu_loop_forever()
+    elif data.startswith(b"sleep"):
+        sleep_unpatched()
+    s.send(fd, b"pong " + str(os.getpid()).encode())
+server.on("receive", on_receive)
+server.on("workerStart", lambda s, wid: emit("WORKERSTART", wid, os.getpid()))
+server.on("workerError", lambda s, wid, pid, code, sig: emit("WORKERERROR", wid, pid, code, sig))
+"""
+
+
+def _ping(srv):
+    with srv.connect(timeout=5) as sock:
+        sock.sendall(b"ping")
+        return sock.recv(100)
+
+
+@pytest.mark.parametrize("command, function", [(b"cpu", "cpu_loop_forever"),
+                                               (b"sleep", "sleep_unpatched")])
+def test_stuck_worker_is_dumped_killed_and_replaced(serve, command, function):
+    timeout = 2.0
+    srv = serve(STUCK, workers=1, settings="timeout=%r" % timeout)
+    first = int(srv.wait_line(r"^WORKERSTART 0 (\d+)").group(1))
+    assert _ping(srv).startswith(b"pong")
+    stuck_at = time.monotonic()
+    blocker = srv.connect()
+    blocker.sendall(command)
+    srv.wait_line(r"^WORKERERROR 0 %d 0 %d" % (first, signal.SIGKILL), timeout=timeout + 5)
+    assert time.monotonic() - stuck_at < timeout + 2.0
+    # the master said why, and the worker's own stack names the stuck function
+    srv.wait_line(r"worker #0 \(pid %d\): event loop stuck" % first, stream="err")
+    srv.wait_line(r'line \d+ in %s' % function, stream="err")
+    second = int(srv.wait_line(r"^WORKERSTART 0 (\d+)", count=2).group(1))
+    assert second != first
+    assert _ping(srv) == b"pong %d" % second
+    blocker.close()
+
+
+def test_task_worker_exempt_while_running_a_task(serve):
+    srv = serve("""
+import gevent.monkey
+server.on("receive", lambda s, fd, rid, data: s.task(data))
+def on_task(s, task_id, src, data):
+    gevent.monkey.get_original("time", "sleep")(float(data))
+    emit("TASKDONE", task_id)
+server.on("task", on_task)
+server.on("workerError", lambda s, wid, pid, code, sig: emit("WORKERERROR", wid, pid, code, sig))
+""", settings="task_worker_num=1, timeout=1.0")
+    with srv.connect() as sock:
+        sock.sendall(b"3.0")      # three times the timeout, inside a task
+        srv.wait_line(r"^TASKDONE", timeout=10)
+    with srv.connect() as sock:   # and the idle task worker is healthy afterwards
+        sock.sendall(b"0")
+        srv.wait_line(r"^TASKDONE", count=2, timeout=10)
+    assert not srv.matching(r"^WORKERERROR")
+
+
+def test_timeout_zero_turns_the_watchdog_off(serve):
+    srv = serve(STUCK, settings="timeout=0")
+    first = int(srv.wait_line(r"^WORKERSTART 0 (\d+)").group(1))
+    blocker = srv.connect()
+    blocker.sendall(b"sleep")
+    # four times the default heartbeat interval: nobody kills it
+    deadline = time.monotonic() + 4.0
+    while time.monotonic() < deadline:
+        assert first in children_of(srv.master_pid)
+        time.sleep(0.2)
+    assert not srv.matching(r"event loop stuck", stream="err")
+    blocker.close()
+
+
+MEMORY_HOG = """
+hoard = []
+def on_receive(s, fd, rid, data):
+    if data == b"grow":
+        hoard.append(bytearray(64 * 1024 * 1024))
+    s.send(fd, data)
+server.on("receive", on_receive)
+server.on("workerStart", lambda s, wid: emit("WORKERSTART", wid, os.getpid()))
+server.on("workerError", lambda s, wid, pid, code, sig: emit("WORKERERROR", wid, pid, code, sig))
+"""
+
+
+def test_memory_recycling_refuses_nothing(serve):
+    srv = serve(MEMORY_HOG, workers=2, settings="max_worker_memory=50")
+    srv.wait_line(r"^WORKERSTART", count=2)
+    failures, done = [], 0
+    with srv.connect() as grower:
+        grower.sendall(b"grow")
+        assert grower.recv(10) == b"grow"
+    deadline = time.monotonic() + 15
+    while len(srv.matching(r"^WORKERSTART")) < 3 and time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+                sock.sendall(b"x")
+                if sock.recv(10) != b"x":
+                    failures.append("bad answer")
+            done += 1
+        except OSError as exc:
+            failures.append(repr(exc))
+    srv.wait_line(r"retiring with \d+ MiB RSS, past max_worker_memory 50 MiB", stream="err")
+    assert len(srv.matching(r"^WORKERSTART")) >= 3
+    assert not failures, failures[:5]
+    assert done > 0
+    assert not srv.matching(r"^WORKERERROR")
+    wait_until(lambda: len(children_of(srv.master_pid)) == 2, message="the old worker to exit")
