@@ -11,8 +11,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gswoole"
 
 SANS_IO = ["framing.py", "http/parser.py", "http/forms.py", "settings.py", "callbacks.py",
-           "errors.py"]
-LOW_LEVEL = ["reactor.py", "connection.py", "framing.py", "http/parser.py", "ipc.py",
+           "errors.py", "swoole_names.py", "swoole_settings.py"]
+LOW_LEVEL = ["reactor.py", "controls.py", "connection.py", "framing.py", "http/parser.py", "ipc.py",
              "shm.py", "table.py", "sync.py", "user_process.py",
              "channels.py", "shared.py", "timers.py", "tasks.py", "worker.py",
              "task_worker.py", "master.py", "sockets.py"]
