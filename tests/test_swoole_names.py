@@ -172,11 +172,21 @@ def test_settings_meaning_what_gswoole_lacks_are_refused_naming_the_alternative(
     assert name in str(info.value) and alternative in str(info.value)
 
 
-def test_the_swoole_tables_do_not_shadow_gswoole_settings():
+def test_gswoole_settings_win_over_the_swoole_tables(monkeypatch):
+    # A setting gswoole gains later (TLS, WebSocket) simply starts working.
     from gswoole import settings
-    for table in (swoole_settings.IGNORED, swoole_settings.REFUSED, swoole_settings.RENAMED):
-        assert not set(table) & set(settings.BY_NAME)
     assert set(swoole_settings.RENAMED.values()) <= set(settings.BY_NAME)
+    monkeypatch.setitem(swoole_settings.REFUSED, "open_tcp_nodelay", "never consulted")
+    assert settings.validate_all({"open_tcp_nodelay": 1}) == {"open_tcp_nodelay": True}
+
+
+def test_every_swoole_setting_in_the_tables_is_in_the_porting_guide():
+    import os
+    guide = open(os.path.join(os.path.dirname(__file__), "..", "docs",
+                              "porting_from_swoole.md")).read()
+    for table in (swoole_settings.IGNORED, swoole_settings.REFUSED, swoole_settings.RENAMED):
+        missing = [name for name in table if "`%s`" % name not in guide]
+        assert not missing, "not in docs/porting_from_swoole.md: %s" % missing
 
 
 def test_swoole_only_settings_and_process_mode_are_logged_once_at_start(serve):
