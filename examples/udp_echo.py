@@ -29,7 +29,7 @@ def on_tcp_line(server, fd, reactor_id, line):
 
 
 def serve(port):
-    server = gswoole.Server("127.0.0.1", port, gswoole.SOCK_UDP)
+    server = gswoole.Server("127.0.0.1", port, sock_type=gswoole.SOCK_UDP)
     server.set(worker_num=2)
     server.on("packet", on_packet)
     try:

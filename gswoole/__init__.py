@@ -16,13 +16,15 @@ from .sync import Atomic, Lock
 from .table import Table
 from .user_process import Process
 from .sockets import (SOCK_TCP, SOCK_TCP6, SOCK_UDP, SOCK_UDP6, SOCK_UNIX_DGRAM,
-                      SOCK_UNIX_STREAM)
+                      SOCK_UNIX_STREAM, SSL)
+from .swoole_names import BASE, PROCESS, WORKER_BUSY, WORKER_EXIT, WORKER_IDLE
 from .timers import Timer
 
 __all__ = [
     "__version__", "errors", "Server", "Timer", "per_process", "patch_all", "Client",
     "AsyncClient", "Table", "Atomic", "Lock", "Process",
     "SOCK_TCP", "SOCK_TCP6", "SOCK_UDP", "SOCK_UDP6", "SOCK_UNIX_STREAM", "SOCK_UNIX_DGRAM",
+    "SSL", "BASE", "PROCESS", "WORKER_BUSY", "WORKER_IDLE", "WORKER_EXIT",
     "GSwooleError", "EventLoopError", "TaskError", "SettingError", "CallbackError",
     "ServerStateError",
 ]

@@ -18,8 +18,10 @@ Reading. The socket is read while the connection is OPEN, the peer has not
 sent EOF, and nothing holds reading back. ``holds`` is a set of reasons
 (bits), each taken and given back by one owner: too many events queued for
 the callbacks (the reactor), too much output queued for a peer that does not
-read (flow control), the protocol asked (``pause_reading``), or no more input
-is wanted (after a framing error).
+read (flow control), the protocol asked (``pause_reading``), no more input
+is wanted (after a framing error), the program paused it
+(``server.pause(fd)``), or it waits for ``server.confirm(fd)``
+(``enable_delay_receive``).
 """
 
 from collections import deque
@@ -47,6 +49,8 @@ HOLD_QUEUE = 1        # the callbacks lag: too many events queued
 HOLD_OUTPUT = 2       # the peer does not read its answers (flow control)
 HOLD_PROTOCOL = 4     # the protocol paused reading
 HOLD_DONE = 8         # no more input is wanted (a framing error)
+HOLD_USER = 16        # server.pause(fd), until server.resume(fd)
+HOLD_CONFIRM = 32     # enable_delay_receive: not read until server.confirm(fd)
 
 # Queue markers; receive events are the data itself (bytes), so the hot path
 # is a deque of bytes with these rare objects among them.
@@ -71,7 +75,7 @@ class Connection:
         "fd", "sock", "fileno", "listener", "remote", "connect_time", "last_time",
         "events", "busy", "state", "eof", "holds", "warned", "corked", "splitter",
         "reader", "writer", "out", "out_size", "output_room", "write_progress", "linger_timer",
-        "unsent", "transport", "on_readable", "_session",
+        "unsent", "transport", "on_readable", "protected", "uid", "_session",
     )
 
     def __init__(self, fd, sock, fileno, listener, remote, now):
@@ -100,6 +104,8 @@ class Connection:
         self.unsent = 0          # kernel send queue at the last linger check
         self.transport = None    # the protocols' view of it (transport.py), if a port has one
         self.on_readable = None  # the read watcher's callback, to restart it after a hold
+        self.protected = False   # server.protect(fd): the heartbeat leaves it open
+        self.uid = 0             # server.bind(fd, uid)
         self._session = None
 
     def move(self, event):
@@ -174,7 +180,7 @@ class Connection:
             ip, port = remote[0], remote[1]
         else:
             ip, port = remote or "", 0
-        return {
+        info = {
             "remote_ip": ip,
             "remote_port": port,
             "server_port": server_port,
@@ -183,3 +189,6 @@ class Connection:
             "worker_id": worker_id,
             "reactor_id": worker_id,
         }
+        if self.uid:
+            info["uid"] = self.uid   # only once bound, as in Swoole
+        return info

@@ -23,9 +23,10 @@ and a small object, no greenlet.
 The rooms, one concern each: acceptor.py (accepting, max_conn, back-off),
 datagrams.py (UDP ports), connection.py (a connection's state table and what
 holds its reading back), sending.py (output and flow control), closing.py
-(close, reset, lingering close), stopping.py (graceful and fast stops), and
-transport.py (what protocols see of a connection). ``Reactor`` joins the
-output, closing and stopping parts as mixins, so the per-message path has no
+(close, reset, lingering close), stopping.py (graceful and fast stops),
+controls.py (what a program asks of a connection: pause, confirm, protect,
+bind, the heartbeat) and transport.py (what protocols see of a connection).
+``Reactor`` joins the output, closing, stopping and control parts as mixins, so the per-message path has no
 extra call; this module keeps reading, dispatch, routing and the queries.
 
 Timeouts count on ``clock``, whole seconds of the monotonic clock, updated
@@ -47,8 +48,9 @@ from greenlet import getcurrent, greenlet
 from . import errors
 from .acceptor import Acceptor
 from .closing import Closing
-from .connection import (CLOSE, CLOSING, CONNECT, HOLD_DONE, HOLD_QUEUE, OPEN, PEER_EOF,
-                         RELEASED, SHUTDOWN, Connection)
+from .connection import (CLOSE, CLOSING, CONNECT, HOLD_CONFIRM, HOLD_DONE, HOLD_QUEUE, OPEN,
+                         PEER_EOF, RELEASED, SHUTDOWN, Connection)
+from .controls import Controls
 from .datagrams import DatagramPorts
 from .sending import Sending
 from .stopping import Stopping
@@ -63,7 +65,7 @@ MAX_SPARE_RUNNERS = 256
 _switch = greenlet.switch
 
 
-class Reactor(Sending, Closing, Stopping):
+class Reactor(Sending, Closing, Stopping, Controls):
     """One worker's connections. Created in the worker after fork.
 
     ``server`` is passed through to callbacks untouched (it is the user's
@@ -115,6 +117,7 @@ class Reactor(Sending, Closing, Stopping):
         # Per-connection debug records (accept, release) only when asked for:
         # the level is set in the master before the fork and never changes.
         self._debug = log.isEnabledFor(logging.DEBUG)
+        self._delay_receive = setting["enable_delay_receive"]
 
     # -- starting -------------------------------------------------------------
 
@@ -131,9 +134,8 @@ class Reactor(Sending, Closing, Stopping):
                 self.datagrams.start(listener, sock)
         interval = self.setting["heartbeat_check_interval"]
         if interval:
-            idle = self.setting["heartbeat_idle_time"] or interval * 2
             self._heartbeat = self.loop.timer(interval, interval)
-            self._heartbeat.start(self._check_heartbeat, idle)
+            self._heartbeat.start(self._check_heartbeat)
 
     @property
     def max_conn(self):
@@ -175,7 +177,10 @@ class Reactor(Sending, Closing, Stopping):
             conn.transport = Transport(self, conn)
         conn.reader = reader = self.loop.io(fileno, 1)
         conn.on_readable = self._on_read
-        reader.start(self._on_read, conn)
+        if self._delay_receive:
+            conn.holds = HOLD_CONFIRM   # read once server.confirm(fd) says so
+        else:
+            reader.start(self._on_read, conn)
         if listener.on_connect is not None:
             conn.events.append(CONNECT)
             self.schedule(conn)
@@ -362,12 +367,14 @@ class Reactor(Sending, Closing, Stopping):
 
     # -- other workers' connections ------------------------------------------------
 
-    def _routed(self, fd, op, *args, default=False):
-        """Run ``op`` in the worker that owns ``fd`` (another process), if any."""
+    def _routed(self, fd, op, *args, default=False, patient=False):
+        """Run ``op`` in the worker that owns ``fd`` (another process), if any.
+        ``patient``: the op itself waits (sendfile), so wait for its answer
+        as long as the owner lives rather than the usual few seconds."""
         pid, worker_id = self.shared.owner_of(fd)
         if not pid or pid == self.pid or getcurrent() is self.hub or not _alive(pid):
             return self._fail(fd, None) if default is False else default
-        return self.route(pid, worker_id, op, *args)
+        return self.route(pid, worker_id, op, *args, patient=patient)
 
     def _fail(self, fd, conn):
         if conn is not None:
@@ -428,14 +435,6 @@ class Reactor(Sending, Closing, Stopping):
                 sweep(self)
             except Exception:
                 log.exception("error in a connection sweep (worker #%d)", self.worker_id)
-
-    def _check_heartbeat(self, idle):
-        limit = self.clock - idle
-        for fd, conn in list(self.conns.items()):
-            if conn.state == OPEN and conn.last_time < limit and not conn.busy:
-                log.info("worker #%d: closing fd %d, idle for %ss (heartbeat)",
-                         self.worker_id, fd, idle)
-                self.close(fd)
 
 
 def _alive(pid):

@@ -13,14 +13,16 @@ import sys
 import time
 
 from . import callbacks as _callbacks
-from . import errors, settings
+from . import errors, settings, swoole_settings
 from .errors import CallbackError, EventLoopError, ServerStateError, SettingError
 from .framing import make_splitter
 from .logs import configure_logging
 from .master import Arbiter, daemonize, remove_pid_file, write_pid_file
 from .proctitle import set_title
 from .shared import SharedState
-from .sockets import SOCK_TCP, Listener
+from .sockets import SOCK_TCP, Listener, SockType
+from .swoole_names import (ALIASES, BASE, MODES, PROCESS, PROCESS_AS_BASE, WORKER_BUSY,
+                           WORKER_EXIT, WORKER_IDLE)
 from .timers import Timer
 from .task_worker import run_task_worker
 from .user_process import Process, run_user_process
@@ -109,15 +111,55 @@ class Port:
         return "<Port %s>" % self.describe()
 
 
-class Server:
-    """A TCP, UDP or unix socket server with Swoole's callbacks."""
+# Methods a worker binds to its reactor (controls.py), a user process to a
+# call to the owning worker: they act on one connection of any worker.
+_CONNECTION_CONTROLS = ("pause", "resume", "confirm", "protect", "bind", "sendwait",
+                        "sendfile")
 
-    def __init__(self, host, port=0, sock_type=SOCK_TCP):
+
+class Connections:
+    """``server.connections``: the fds of every event worker's open
+    connections. Each iteration or ``len()`` asks the workers afresh."""
+
+    __slots__ = ("_server",)
+
+    def __init__(self, server):
+        self._server = server
+
+    def __iter__(self):
+        return iter(self._server.get_client_list())
+
+    def __len__(self):
+        return len(self._server.get_client_list())
+
+    def __contains__(self, fd):
+        return self._server.exist(fd)
+
+    def __repr__(self):
+        return "<connections of %r>" % (self._server,)
+
+
+class Server:
+    """A TCP, UDP or unix socket server with Swoole's callbacks.
+
+    ``Server(host, port=0, mode=gswoole.BASE, sock_type=gswoole.SOCK_TCP)``,
+    Swoole's signature. ``mode`` PROCESS runs as BASE (logged at start)."""
+
+    def __init__(self, host, port=0, mode=BASE, sock_type=SOCK_TCP):
+        if isinstance(mode, SockType):
+            raise TypeError("Server()'s third argument is the mode (gswoole.BASE or "
+                            "gswoole.PROCESS), as in Swoole; %r is a socket type: pass "
+                            "sock_type=%r" % (mode, mode))
+        if isinstance(mode, bool) or mode not in MODES:
+            raise ValueError("mode must be gswoole.BASE (1) or gswoole.PROCESS (2), got %r"
+                             % (mode,))
         check_event_loop()
         listener = Listener(host, port, sock_type)
         self.host = host
         self.port = listener.port
         self.sock_type = sock_type
+        self.mode = BASE                 # what runs, whatever was asked
+        self._asked_mode = MODES[mode]
         self.setting = settings.defaults()
         self.master_pid = 0
         self.worker_id = -1
@@ -162,8 +204,6 @@ class Server:
         self._ports.append(port_)
         return port_
 
-    addlistener = listen
-
     def add_process(self, process):
         """Add a user process (``gswoole.Process(callback)``) before start():
         started with the workers, restarted when it dies, stopped at
@@ -177,8 +217,6 @@ class Server:
         process.index = len(self._user_processes)
         self._user_processes.append(process)
         return process.index
-
-    addProcess = add_process
 
     @property
     def ports(self):
@@ -218,6 +256,12 @@ class Server:
                         "server.on('packet', fn(server, data, client_info))"
                         % listener.describe())
                 listener.on_receive = _packet_adapter(packet)
+            if listener.is_stream and setting["enable_delay_receive"] \
+                    and listener.on_connect is None:
+                raise ServerStateError(
+                    "enable_delay_receive: the stream port %s reads a connection only "
+                    "once server.confirm(fd) is called, so it needs a 'connect' callback "
+                    "that calls it" % listener.describe())
         if self.setting["task_worker_num"] and "task" not in self._callbacks:
             raise ServerStateError("task_worker_num is %d but there is no 'task' callback: "
                                    "server.on('task', fn(server, task_id, src_worker_id, data))"
@@ -237,6 +281,7 @@ class Server:
         self._started = True
         setting = self.setting
         configure_logging(setting)
+        self._log_swoole_differences()
         if setting["daemonize"]:
             daemonize(setting["log_file"])
         self.master_pid = os.getpid()
@@ -267,6 +312,21 @@ class Server:
                 remove_pid_file(pid_file, self.master_pid)
         return True
 
+    def _log_swoole_differences(self):
+        """One line for each thing asked the Swoole way that does nothing here."""
+        if self._asked_mode == PROCESS:
+            log.info(PROCESS_AS_BASE)
+        seen = set()
+        for where, setting in [("", self.setting)] + [
+                (" (port %s)" % port.describe(), port.setting) for port in self._ports]:
+            for name, value in setting.items():
+                if name in settings.BY_NAME or (name, where) in seen:
+                    continue
+                seen.add((name, where))
+                reason = swoole_settings.check(name, value)
+                log.info("setting %s=%r%s does nothing in gswoole: %s", name, value, where,
+                         reason)
+
     # -- inside a worker -------------------------------------------------
 
     def _attach_worker(self, worker):
@@ -289,6 +349,8 @@ class Server:
         self.taskwait = mailbox.taskwait
         self.taskwait_multi = mailbox.taskwait_multi
         self.send_message = mailbox.send_message
+        for name in _CONNECTION_CONTROLS:
+            setattr(self, name, getattr(reactor, name))
 
     def _attach_task_worker(self, task_worker):
         self._task_worker = task_worker
@@ -307,6 +369,8 @@ class Server:
         self.exist = runner.exist
         self.get_client_info = runner.get_client_info
         self.send_message = runner.mailbox.send_message
+        for name in _CONNECTION_CONTROLS:
+            setattr(self, name, runner.routed(name))
 
     def _not_in_worker(self, name):
         raise ServerStateError("%s() works only inside a worker process (in a callback)"
@@ -329,18 +393,164 @@ class Server:
     def get_client_list(self, start_fd=0, page_size=0):
         """Open fds above ``start_fd`` across all event workers, ascending;
         ``page_size`` 0 means all."""
-        if self._worker is None:
-            self._not_in_worker("get_client_list")
-        reactor = self._worker.reactor
-        fds = reactor.get_client_list(start_fd, 0)
-        for slot in self._live_slots():
-            if slot["worker_id"] < self.setting["worker_num"] and slot["pid"] != self.worker_pid:
-                found = self._worker.mailbox.call(slot["pid"], slot["worker_id"],
-                                                  "get_client_list", start_fd, 0)
-                if isinstance(found, list):
-                    fds.extend(found)
+        fds = []
+        for found in self._ask_event_workers("get_client_list", "get_client_list",
+                                             start_fd, 0):
+            if isinstance(found, list):
+                fds.extend(found)
         fds.sort()
         return fds[:page_size] if page_size else fds
+
+    @property
+    def connections(self):
+        """Every open connection of every event worker, by fd: iterate it,
+        ``len()`` it, ask ``fd in server.connections`` (Swoole's iterator)."""
+        return Connections(self)
+
+    def heartbeat(self, if_close_connection=True):
+        """Find the connections of every event worker idle longer than
+        heartbeat_idle_time (default twice heartbeat_check_interval), not
+        protected, and close them unless ``if_close_connection`` is False.
+        Returns their fds (ascending), or False when no idle time is set."""
+        if not (self.setting["heartbeat_idle_time"] or self.setting["heartbeat_check_interval"]):
+            return False
+        fds = []
+        for found in self._ask_event_workers("heartbeat", "heartbeat",
+                                             bool(if_close_connection)):
+            if isinstance(found, list):
+                fds.extend(found)
+        return sorted(fds)
+
+    def _ask_event_workers(self, name, op, *args):
+        """``op(*args)`` run by this worker's reactor and by every other live
+        event worker's (a call to each); their answers in a list."""
+        if self._worker is None and self._user_process is None:
+            self._not_in_worker(name)
+        answers = []
+        mailbox = self._user_process.mailbox if self._worker is None else self._worker.mailbox
+        if self._worker is not None:
+            answers.append(getattr(self._worker.reactor, op)(*args))
+        for slot in self._live_slots():
+            if slot["worker_id"] < self.setting["worker_num"] and slot["pid"] != self.worker_pid:
+                answers.append(mailbox.call(slot["pid"], slot["worker_id"], op, *args))
+        return answers
+
+    # -- connection controls (bound to the reactor in a worker) ---------------
+
+    def pause(self, fd):
+        """Stop reading ``fd`` (any worker's) until ``resume(fd)``; False if
+        already paused. Data read before it may still arrive."""
+        self._not_in_worker("pause")
+
+    def resume(self, fd):
+        """Read ``fd`` again after ``pause(fd)``; False if it was not paused."""
+        self._not_in_worker("resume")
+
+    def confirm(self, fd):
+        """With ``enable_delay_receive``: start reading ``fd``; False if it
+        is read already."""
+        self._not_in_worker("confirm")
+
+    def protect(self, fd, is_protected=True):
+        """Keep ``fd`` from being closed by the heartbeat (False: allow it again)."""
+        self._not_in_worker("protect")
+
+    def bind(self, fd, uid):
+        """Bind a non-zero int ``uid`` to ``fd`` (get_client_info shows it);
+        False if it has one. Swoole's dispatch_mode 5 routing does not apply:
+        a connection stays with the worker that accepted it."""
+        self._not_in_worker("bind")
+
+    def sendwait(self, fd, data):
+        """Send ``data`` and wait (this greenlet only) until it is all written."""
+        self._not_in_worker("sendwait")
+
+    def sendfile(self, fd, filename, offset=0, length=0):
+        """Send a file's bytes (``length`` 0: to its end) zero-copy, after
+        what is queued; waits (this greenlet only) until written."""
+        self._not_in_worker("sendfile")
+
+    # -- processes -----------------------------------------------------------
+
+    def get_worker_id(self):
+        """This process's worker id (-1 in the master)."""
+        return self.worker_id
+
+    def get_master_pid(self):
+        """The master's pid (0 before start)."""
+        return self.master_pid
+
+    def get_manager_pid(self):
+        """gswoole has no manager process: the master forks and supervises
+        the workers itself, so this is the master's pid."""
+        return self.master_pid
+
+    @property
+    def manager_pid(self):
+        return self.master_pid
+
+    @property
+    def type(self):
+        """The main port's socket type (Swoole's ``$server->type``)."""
+        return self.sock_type
+
+    ssl = False   # TLS ports come with issue 12
+
+    def get_worker_pid(self, worker_id=-1):
+        """The pid of worker ``worker_id`` (-1: this process); False if there
+        is no such worker. A worker draining for a reload counts only when
+        it has no replacement yet."""
+        if worker_id in (-1, self.worker_id) and self.worker_id >= 0:
+            return self.worker_pid
+        if worker_id == -1:
+            return False
+        slots = [s for s in self._live_slots() if s["worker_id"] == worker_id]
+        slots.sort(key=lambda s: s["retiring"])
+        return slots[0]["pid"] if slots else False
+
+    def get_worker_status(self, worker_id=-1):
+        """gswoole.WORKER_BUSY (1), WORKER_IDLE (2) or WORKER_EXIT (3, a worker
+        draining for a reload that has been replaced) of event or task worker
+        ``worker_id`` (-1: this one); False for anything else. An event
+        worker is busy while a connection's callbacks run or are queued, a
+        task worker while it runs a task."""
+        worker_num = self.setting["worker_num"]
+        first_user = worker_num + self.setting["task_worker_num"]
+        if worker_id in (-1, self.worker_id):
+            if self._worker is not None:
+                return self._worker.reactor.worker_status()
+            if self._task_worker is not None:
+                return WORKER_BUSY if self._task_worker.current is not None else WORKER_IDLE
+            if worker_id == -1:
+                return False
+        if isinstance(worker_id, bool) or not isinstance(worker_id, int) \
+                or not 0 <= worker_id < first_user:
+            return False
+        slots = [s for s in self._live_slots() if s["worker_id"] == worker_id]
+        live = [s for s in slots if not s["retiring"]]
+        if not live:
+            return WORKER_EXIT if slots else False
+        slot = live[0]
+        if worker_id >= worker_num:
+            return WORKER_BUSY if slot["task_src_pid"] else WORKER_IDLE
+        mailbox = self._worker.mailbox if self._worker is not None else \
+            self._user_process.mailbox if self._user_process is not None else None
+        if mailbox is None:
+            raise ServerStateError("get_worker_status() of an event worker can be asked in "
+                                   "an event worker or a user process")
+        return mailbox.call(slot["pid"], worker_id, "worker_status")
+
+    # -- callbacks and deferred work -----------------------------------------
+
+    def get_callback(self, event):
+        """The callback registered for ``event`` (any spelling), or None."""
+        return self._callbacks.get(_callbacks.canonical_event(event))
+
+    @staticmethod
+    def defer(callback, *args):
+        """Run ``callback(*args)`` after the current loop iteration, in a
+        greenlet of its own (Swoole's ``defer``); not in the master."""
+        Timer.defer(callback, *args)
 
     # -- tasks and messages ------------------------------------------------
 
@@ -373,11 +583,6 @@ class Server:
     def session(self, fd):
         """A dict for per-connection state, freed after the close callback."""
         self._not_in_worker("session")
-
-    getClientInfo = property(lambda self: self.get_client_info)
-    getClientList = property(lambda self: self.get_client_list)
-    getLastError = property(lambda self: self.get_last_error)
-    clearTimer = property(lambda self: self.clear_timer)
 
     def sendto(self, address, port, data, server_socket=-1):
         """Send a datagram from the server's UDP / unix datagram socket."""
@@ -470,3 +675,23 @@ class Server:
             result["worker_request_count"] = self._worker.reactor.request_count
         return result
 
+
+class _Alias:
+    """An alias attribute: whatever the instance's (or class's) ``name`` is
+    at the moment of the lookup, so in a worker it is the method bound there."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        return getattr(owner if obj is None else obj, self.name)
+
+    def __repr__(self):
+        return "<alias of %s>" % self.name
+
+
+for _alias, _name in ALIASES.items():
+    setattr(Server, _alias, _Alias(_name))
+del _alias, _name

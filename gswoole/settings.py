@@ -10,6 +10,7 @@ import difflib
 import logging
 import os
 
+from . import swoole_settings
 from .errors import SettingError
 
 MiB = 1024 * 1024
@@ -61,9 +62,10 @@ def seconds(minimum=0.0):
 
 
 def boolean(value):
-    if not isinstance(value, bool):
-        raise TypeError("expected True or False, got %r" % (value,))
-    return value
+    """True/False, or PHP's 1/0 (a configuration copied from Swoole)."""
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise TypeError("expected True or False (or 1 or 0), got %r" % (value,))
 boolean.describe = "bool"
 
 
@@ -250,6 +252,8 @@ SETTINGS = [
             "Check for idle connections this often; 0 = off."),
     Setting("heartbeat_idle_time", 0.0, seconds(),
             "Close connections idle this long; default twice the check interval."),
+    Setting("enable_delay_receive", False, boolean,
+            "Do not read a new connection until server.confirm(fd) (call it in connect)."),
     # framing
     Setting("open_eof_check", False, boolean,
             "Deliver data only when the buffer ends with package_eof."),
@@ -321,6 +325,12 @@ def validate(name, value):
     valid names, for a bad type or range with the reason."""
     setting = BY_NAME.get(name)
     if setting is None:
+        try:
+            if swoole_settings.check(name, value) is not None:
+                return value   # Swoole's, meaningless here: kept, logged at start()
+        except swoole_settings.Refused as exc:
+            raise SettingError("setting %r (Swoole's) asks for something gswoole does not "
+                               "have: %s" % (name, exc)) from None
         near = difflib.get_close_matches(name, BY_NAME, n=3, cutoff=0.6)
         hint = "; did you mean %s?" % " or ".join(repr(n) for n in near) if near else ""
         raise SettingError("unknown setting %r%s" % (name, hint))
@@ -331,8 +341,14 @@ def validate(name, value):
 
 
 def validate_all(values):
-    """Validate a mapping of settings; returns a new dict of normalised values."""
-    return {name: validate(name, value) for name, value in values.items()}
+    """Validate a mapping of settings; returns a new dict of normalised values
+    (Swoole's second spellings, like max_connection, under gswoole's name)."""
+    checked = {}
+    for name, value in values.items():
+        if name not in BY_NAME:
+            name = swoole_settings.RENAMED.get(name, name)
+        checked[name] = validate(name, value)
+    return checked
 
 
 def table():

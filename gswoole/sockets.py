@@ -12,12 +12,30 @@ import os
 import socket
 import stat
 
-SOCK_TCP = 1
-SOCK_UDP = 2
-SOCK_TCP6 = 3
-SOCK_UDP6 = 4
-SOCK_UNIX_DGRAM = 5
-SOCK_UNIX_STREAM = 6
+
+class SockType(int):
+    """A socket type: an int with Swoole's number, which prints as its name.
+    Being its own type lets ``Server()`` tell a socket type given where
+    Swoole's signature has the mode (the third argument)."""
+
+    def __new__(cls, value, name):
+        self = int.__new__(cls, value)
+        self.name = name
+        return self
+
+    def __repr__(self):
+        return "gswoole.%s" % self.name
+
+
+SOCK_TCP = SockType(1, "SOCK_TCP")
+SOCK_UDP = SockType(2, "SOCK_UDP")
+SOCK_TCP6 = SockType(3, "SOCK_TCP6")
+SOCK_UDP6 = SockType(4, "SOCK_UDP6")
+SOCK_UNIX_DGRAM = SockType(5, "SOCK_UNIX_DGRAM")
+SOCK_UNIX_STREAM = SockType(6, "SOCK_UNIX_STREAM")
+
+# Swoole's SWOOLE_SSL flag: ``SOCK_TCP | SSL`` asks for a TLS port.
+SSL = 512
 
 _FAMILY = {
     SOCK_TCP: (socket.AF_INET, socket.SOCK_STREAM),
@@ -38,6 +56,10 @@ class Listener:
     worker binds a socket of its own with ``open_worker_socket()``."""
 
     def __init__(self, host, port, sock_type):
+        if isinstance(sock_type, int) and sock_type & SSL:
+            raise ValueError("sock_type %r asks for TLS (gswoole.SSL), which is not "
+                             "available yet (issue 12); use a plain socket type behind "
+                             "a TLS-terminating proxy for now" % (sock_type,))
         if sock_type not in _FAMILY:
             raise ValueError("unknown sock_type %r" % (sock_type,))
         self.host = host

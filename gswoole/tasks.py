@@ -25,6 +25,7 @@ from greenlet import getcurrent, greenlet
 
 from . import errors, ipc
 from .errors import ServerStateError, TaskError
+from .reactor import _alive
 
 log = logging.getLogger("gswoole")
 
@@ -242,9 +243,11 @@ class Mailbox:
             raise ValueError("no worker with id %r" % (dst_worker_id,))
         return self._post(box, ipc.MESSAGE, 0, message, dst_worker=dst_worker_id)
 
-    def call(self, pid, worker_id, op, *args):
+    def call(self, pid, worker_id, op, *args, patient=False):
         """Run reactor method ``op`` in the worker process that owns a
-        connection and return its answer (and its last error)."""
+        connection and return its answer (and its last error). ``patient``:
+        the op waits on a peer (sendfile, sendwait) and ends on its own
+        (send_timeout bounds each stall), so wait while that process lives."""
         box = self._outbox_for_worker(worker_id, pid)
         if box is None:
             return errors.set_last_error(errors.SESSION_NOT_EXIST)
@@ -254,10 +257,13 @@ class Mailbox:
             if not self._post(box, ipc.CALL, call_id, (op, args), dst_pid=pid,
                               dst_worker=worker_id):
                 return False
-            try:
-                value, code = result.get(timeout=CALL_TIMEOUT)
-            except gevent.Timeout:
-                return errors.set_last_error(errors.SESSION_NOT_EXIST)
+            while True:
+                try:
+                    value, code = result.get(timeout=CALL_TIMEOUT)
+                    break
+                except gevent.Timeout:
+                    if not (patient and _alive(pid)):
+                        return errors.set_last_error(errors.SESSION_NOT_EXIST)
         finally:
             self._calls.pop(call_id, None)
         errors.set_last_error(code)

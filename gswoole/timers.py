@@ -43,6 +43,14 @@ class _Timers:
         """Call ``callback(*args)`` once after ``ms``; returns the timer id."""
         return self._add(ms, callback, args, repeat=False)
 
+    def defer(self, callback, *args):
+        """Call ``callback(*args)`` once the current loop iteration's events
+        are handled (Swoole's ``Event::defer``), in a greenlet of its own."""
+        self._refuse_in_master()
+        if not callable(callback):
+            raise TypeError("defer callback is not callable: %r" % (callback,))
+        gevent.get_hub().loop.run_callback(_start_deferred, callback, args)
+
     def clear(self, timer_id):
         """Cancel a timer. Returns False if it does not exist (or already fired)."""
         watcher = self._watchers.pop(timer_id, None)
@@ -73,12 +81,15 @@ class _Timers:
         self._watchers = {}
         self._in_master = False
 
-    def _add(self, ms, callback, args, repeat):
+    def _refuse_in_master(self):
         if self._in_master:
             from .errors import EventLoopError
             raise EventLoopError("timers cannot run in the master process: it runs no event "
                                  "loop, and every worker forked later would inherit the "
                                  "timer. Create timers in workerStart.")
+
+    def _add(self, ms, callback, args, repeat):
+        self._refuse_in_master()
         seconds = _interval(ms)
         if not callable(callback):
             raise TypeError("timer callback is not callable: %r" % (callback,))
@@ -102,6 +113,17 @@ def _run_timer_callback(callback, args, timer_id):
         callback(*args)
     except BaseException:
         log.exception("error in timer callback %r (timer #%d)", callback, timer_id)
+
+
+def _start_deferred(callback, args):
+    greenlet(_run_deferred).switch(callback, args)
+
+
+def _run_deferred(callback, args):
+    try:
+        callback(*args)
+    except BaseException:
+        log.exception("error in deferred callback %r", callback)
 
 
 Timer = _Timers()

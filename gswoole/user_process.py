@@ -117,13 +117,13 @@ class UserProcessRunner:
 
     # -- server methods inside a user process ------------------------------
 
-    def _route(self, fd, op, *args, default=False):
+    def _route(self, fd, op, *args, default=False, patient=False):
         from .reactor import _alive
         pid, worker_id = self.context.shared.owner_of(fd)
         if not pid or not _alive(pid):
             errors.set_last_error(errors.SESSION_NOT_EXIST)
             return default
-        return self.mailbox.call(pid, worker_id, op, *args)
+        return self.mailbox.call(pid, worker_id, op, *args, patient=patient)
 
     def send(self, fd, data):
         return self._route(fd, "send", fd, data)
@@ -136,6 +136,16 @@ class UserProcessRunner:
 
     def get_client_info(self, fd):
         return self._route(fd, "get_client_info", fd, default=None) or None
+
+    def routed(self, op):
+        """``op(fd, *args)`` run by the worker that owns ``fd`` (pause,
+        resume, confirm, protect, bind, sendwait, sendfile)."""
+        patient = op in ("sendwait", "sendfile")
+
+        def call(fd, *args):
+            return self._route(fd, op, fd, *args, patient=patient)
+        call.__name__ = op
+        return call
 
 
 def run_user_process(server, worker_id, context, process):

@@ -261,7 +261,7 @@ class Server(_HttpServer):
     def __init__(self, app, host="127.0.0.1", port=8000, sock_type=SOCK_TCP):
         if not callable(app):
             raise TypeError("a WSGI app must be callable, got %r" % (app,))
-        super().__init__(host, port, sock_type)
+        super().__init__(host, port, sock_type=sock_type)
         self.app = app
 
     def _check_request_callback(self):

@@ -35,7 +35,7 @@ def emit(*parts):
 HEADER = """\
 import os, sys, time, signal
 import gswoole
-server = gswoole.Server({host!r}, 0, {sock_type})
+server = gswoole.Server({host!r}, 0, sock_type={sock_type})
 server.set(worker_num={workers}, log_level="info"{extra})
 server.on("start", lambda server: emit("READY", server.port, server.master_pid))
 """ + EMIT.replace("{", "{{").replace("}", "}}")

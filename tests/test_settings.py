@@ -45,7 +45,7 @@ def test_unknown_key_without_near_match():
     ("worker_num", 0, "setting 'worker_num': must be >= 1"),
     ("worker_num", True, "setting 'worker_num': expected an int"),
     ("max_wait_time", -1, "setting 'max_wait_time': must be >= 0"),
-    ("enable_reuse_port", 1, "setting 'enable_reuse_port': expected True or False"),
+    ("enable_reuse_port", 2, "setting 'enable_reuse_port': expected True or False"),
     ("package_length_type", "X", "setting 'package_length_type': must be one of"),
     ("log_level", "loud", "setting 'log_level': must be one of"),
     ("package_eof", b"", "setting 'package_eof': expected non-empty bytes"),

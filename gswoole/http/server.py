@@ -38,6 +38,7 @@ from ..callbacks import CallbackError
 from ..errors import ServerStateError
 from ..server import Server as _TcpServer
 from ..sockets import SOCK_TCP
+from ..swoole_names import BASE
 from .access import access_log_enabled, configure_access_log, log_access
 from .parser import CONTINUE, HTTPError, ParsedRequest, RequestParser
 from .request import Request
@@ -248,8 +249,8 @@ class _HttpProtocol:
 class Server(_TcpServer):
     """An HTTP/1.1 server: ``on("request", fn(request, response))``."""
 
-    def __init__(self, host, port=0, sock_type=SOCK_TCP):
-        super().__init__(host, port, sock_type)
+    def __init__(self, host, port=0, mode=BASE, sock_type=SOCK_TCP):
+        super().__init__(host, port, mode, sock_type=sock_type)
         self._protocol = None
 
     def on(self, event, callback):
