@@ -46,6 +46,7 @@ from .callbacks import canonical_event
 from .errors import CallbackError, ServerStateError, SettingError
 from .framing import FramingError, make_splitter
 from .sockets import _FAMILY, SOCK_TCP
+from .usercode import log_user_error
 
 __all__ = ["Client", "AsyncClient", "live_async_clients", "DNS_LOOKUP_FAILED"]
 
@@ -597,5 +598,5 @@ class AsyncClient(_ClientBase):
             return
         try:
             callback(self, *args)
-        except Exception:
-            log.exception("error in AsyncClient %r callback %r", event, callback)
+        except BaseException:   # a gevent.Timeout too: the close event must still come
+            log_user_error("AsyncClient %r callback %r", event, callback)

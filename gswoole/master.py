@@ -25,6 +25,7 @@ from select import POLLIN
 
 from . import logs, metrics, proctitle
 from .channels import Channels
+from .usercode import call_user
 from .watchdog import DUMP_GRACE, RETIRE_REASONS, STACK_SIGNAL, Watchdog
 
 log = logging.getLogger("gswoole")
@@ -199,12 +200,8 @@ class Arbiter:
 
     def _call(self, event, *args):
         callback = self.callbacks.get(event)
-        if callback is None:
-            return
-        try:
-            callback(*args)
-        except BaseException:
-            log.exception("error in %s callback (master)", event)
+        if callback is not None:
+            call_user("%s callback" % event, callback, *args)
 
     # -- signals ---------------------------------------------------------
 
@@ -480,10 +477,8 @@ class Arbiter:
             self._call("workererror", self.server, worker_id, proc.pid, exit_code, signum)
         child_exit = getattr(self.server, "_child_exit_hook", None)   # gunicorn's hook (cli)
         if child_exit is not None:
-            try:
-                child_exit(worker_id, proc.pid, worker_id >= self.worker_num, exit_code, signum)
-            except BaseException:
-                log.exception("error in the child_exit hook")
+            call_user("the child_exit hook", child_exit, worker_id, proc.pid,
+                      worker_id >= self.worker_num, exit_code, signum)
         if proc.pid in self.replacing:
             self.slots.pop(worker_id, None)
             self._replacement_failed(proc.pid, worker_id)

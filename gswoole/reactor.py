@@ -55,6 +55,7 @@ from .datagrams import DatagramPorts
 from .sending import Sending
 from .stopping import Stopping
 from .transport import Transport
+from .usercode import log_user_error
 from .proxy_protocol import ProxyHeaderReader
 
 log = logging.getLogger("gswoole")
@@ -357,7 +358,7 @@ class Reactor(Sending, Closing, Stopping, Controls):
             self._check_all_closed()   # a datagram queue just ran dry
 
     def _report(self, event, fd):
-        log.exception("error in %s callback (fd=%d, worker #%d)", event, fd, self.worker_id)
+        log_user_error("%s callback (fd=%d, worker #%d)", event, fd, self.worker_id)
 
     def _callback_failed(self, what, conn):
         log.exception("worker #%d: error while handling a %s on fd %d; resetting it",

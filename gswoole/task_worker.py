@@ -29,6 +29,7 @@ from gevent.select import poll as gevent_poll
 
 from . import ipc, watchdog
 from .timers import Timer
+from .usercode import call_user
 from .worker import (die_with_parent, exit_with, start_heartbeat, unblock_signals,
                      watch_log_reopen)
 
@@ -121,12 +122,8 @@ class TaskWorker:
 
     def _call(self, event, *args):
         callback = self.context.callbacks.get(event)
-        if callback is None:
-            return None
-        try:
-            callback(*args)
-        except BaseException:
-            log.exception("error in %s callback (task worker #%d)", event, self.worker_id)
+        if callback is not None:
+            call_user("%s callback" % event, callback, *args)
 
     # -- messages ----------------------------------------------------------
 

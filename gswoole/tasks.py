@@ -26,6 +26,7 @@ from greenlet import getcurrent, greenlet
 from . import errors, ipc
 from .errors import ServerStateError, TaskError
 from .reactor import _alive
+from .usercode import call_user
 
 log = logging.getLogger("gswoole")
 
@@ -372,7 +373,4 @@ def _spawn(fn, *args):
 
 
 def _guarded(name, callback, *args):
-    try:
-        callback(*args)
-    except BaseException:
-        log.exception("error in %s callback", name)
+    call_user("%s callback" % name, callback, *args)

@@ -14,6 +14,8 @@ import logging
 import gevent
 from greenlet import greenlet
 
+from .usercode import log_user_error
+
 log = logging.getLogger("gswoole")
 
 _MAX_MS = 86400000  # Swoole's upper bound: one day
@@ -112,7 +114,7 @@ def _run_timer_callback(callback, args, timer_id):
     try:
         callback(*args)
     except BaseException:
-        log.exception("error in timer callback %r (timer #%d)", callback, timer_id)
+        log_user_error("timer callback %r (timer #%d)", callback, timer_id)
 
 
 def _start_deferred(callback, args):
@@ -123,7 +125,7 @@ def _run_deferred(callback, args):
     try:
         callback(*args)
     except BaseException:
-        log.exception("error in deferred callback %r", callback)
+        log_user_error("deferred callback %r", callback)
 
 
 Timer = _Timers()

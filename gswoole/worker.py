@@ -33,6 +33,7 @@ from .logs import reopen_log_files
 from .reactor import Reactor
 from .tasks import Mailbox
 from .timers import Timer
+from .usercode import call_user
 
 log = logging.getLogger("gswoole")
 
@@ -155,12 +156,8 @@ class Worker:
 
     def _call(self, event, *args):
         callback = self.context.callbacks.get(event)
-        if callback is None:
-            return
-        try:
-            callback(*args)
-        except BaseException:
-            log.exception("error in %s callback (worker #%d)", event, self.worker_id)
+        if callback is not None:
+            call_user("%s callback" % event, callback, *args)
 
     # -- stopping --------------------------------------------------------
 
