@@ -18,8 +18,12 @@ Reading. The socket is read while the connection is OPEN, the peer has not
 sent EOF, and nothing holds reading back. ``holds`` is a set of reasons
 (bits), each taken and given back by one owner: too many events queued for
 the callbacks (the reactor), too much output queued for a peer that does not
-read (flow control), the protocol asked (``pause_reading``), or no more input
-is wanted (after a framing error).
+read (flow control), the protocol asked (``pause_reading``), no more input
+is wanted (after a framing error), or a protocol took the socket over.
+
+A protocol may switch a connection to another protocol (HTTP to WebSocket):
+``splitter`` and ``on_receive`` are then the new protocol's framing and
+event handler (``Reactor.switch_protocol``).
 """
 
 from collections import deque
@@ -47,6 +51,7 @@ HOLD_QUEUE = 1        # the callbacks lag: too many events queued
 HOLD_OUTPUT = 2       # the peer does not read its answers (flow control)
 HOLD_PROTOCOL = 4     # the protocol paused reading
 HOLD_DONE = 8         # no more input is wanted (a framing error)
+HOLD_DETACHED = 16    # a protocol took the socket over (it reads it itself)
 
 # Queue markers; receive events are the data itself (bytes), so the hot path
 # is a deque of bytes with these rare objects among them.
@@ -71,7 +76,7 @@ class Connection:
         "fd", "sock", "fileno", "listener", "remote", "connect_time", "last_time",
         "events", "busy", "state", "eof", "holds", "warned", "corked", "splitter",
         "reader", "writer", "out", "out_size", "output_room", "write_progress", "linger_timer",
-        "unsent", "transport", "on_readable", "_session",
+        "unsent", "transport", "on_readable", "on_receive", "_session",
     )
 
     def __init__(self, fd, sock, fileno, listener, remote, now):
@@ -100,6 +105,7 @@ class Connection:
         self.unsent = 0          # kernel send queue at the last linger check
         self.transport = None    # the protocols' view of it (transport.py), if a port has one
         self.on_readable = None  # the read watcher's callback, to restart it after a hold
+        self.on_receive = listener.on_receive   # runs each event; a protocol switch changes it
         self._session = None
 
     def move(self, event):

@@ -99,6 +99,7 @@ class Worker:
         self._set_request_limit()
         self.mailbox = Mailbox(self.server, self.worker_id, ctx, self.reactor)
         self.reactor.route = self.mailbox.call
+        self.reactor.cast = self.mailbox.cast
         self.server._attach_worker(self)
         hub_loop = gevent.get_hub().loop
         for signum, handler in ((signal.SIGTERM, self.stop), (signal.SIGQUIT, self.stop_now),

@@ -11,12 +11,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gswoole"
 
 SANS_IO = ["framing.py", "http/parser.py", "http/forms.py", "settings.py", "callbacks.py",
-           "errors.py"]
+           "errors.py", "websocket/protocol.py"]
 LOW_LEVEL = ["reactor.py", "connection.py", "framing.py", "http/parser.py", "ipc.py",
+             "websocket/protocol.py",
              "shm.py", "table.py", "sync.py", "user_process.py",
              "channels.py", "shared.py", "timers.py", "tasks.py", "worker.py",
              "task_worker.py", "master.py", "sockets.py"]
-FACADES = {"server", "cli", "wsgi", "http.server"}
+FACADES = {"server", "cli", "wsgi", "http.server", "websocket.server"}
 
 
 def imported_modules(path):
