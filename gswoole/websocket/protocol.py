@@ -24,7 +24,7 @@ import hashlib
 
 from websockets.datastructures import Headers
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import Opcode
+from websockets.frames import Opcode, apply_mask
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -53,6 +53,7 @@ _CONT = Opcode.CONT
 _PING = Opcode.PING
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
+_OPEN = State.OPEN
 
 
 class Frame:
@@ -192,8 +193,21 @@ class MessageReader:
         if self.closed:
             return []
         protocol = self.protocol
-        protocol.receive_data(data)
         events = []
+        if self._parts is None and not protocol.extensions and protocol.state is _OPEN \
+                and not protocol.reader.buffer:
+            # The common case, taken apart here: whole, unfragmented, masked
+            # text or binary frames (see _whole_frames). Anything else, from
+            # its first byte on, goes to the protocol, as all input would.
+            done = self._whole_frames(data, events)
+            if self.closed:                # bad UTF-8: the protocol failed it
+                self._flush(events)
+                return events
+            if done == len(data):
+                return events
+            if done:
+                data = data[done:]
+        protocol.receive_data(data)
         for frame in protocol.events_received():
             opcode = frame.opcode
             if opcode is _BINARY or opcode is _TEXT:
@@ -224,6 +238,47 @@ class MessageReader:
                                     received.reason if received else ""))
         self._flush(events)
         return events
+
+    def _whole_frames(self, data, events):
+        """Read the complete frames at the start of ``data`` that need none
+        of the protocol's state: FIN set, no RSV bits, text or binary, masked,
+        a 7- or 16-bit length within the size limit. Returns how many bytes
+        they took. Such a frame changes nothing in the protocol (only
+        fragments, control frames and extensions do), so the protocol, whose
+        buffer is empty, reads on from the first byte this leaves."""
+        end = len(data)
+        pos = 0
+        limit = self.protocol.max_message_size
+        fd = self.fd
+        while end - pos >= 6:
+            first = data[pos]
+            if first != 0x82 and first != 0x81:
+                break
+            length = data[pos + 1] ^ 0x80          # the mask bit must be set
+            if length < 126:
+                start = pos + 6
+            elif length == 126:
+                if end - pos < 8:
+                    break
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                start = pos + 8
+            else:
+                break                              # unmasked, or a 64-bit length
+            stop = start + length
+            if stop > end or (limit is not None and length > limit):
+                break
+            payload = apply_mask(data[start:stop], data[start - 4:start])
+            if first == 0x82:
+                events.append(Frame(fd, payload, OPCODE_BINARY))
+            else:
+                try:
+                    events.append(Frame(fd, payload.decode("utf-8"), OPCODE_TEXT))
+                except UnicodeDecodeError:
+                    self.protocol.fail(CLOSE_INVALID_DATA, "invalid UTF-8")
+                    self.closed = True
+                    return stop
+            pos = stop
+        return pos
 
     def feed_eof(self):
         """The peer closed the TCP connection."""

@@ -261,7 +261,7 @@ class _WebSocketProtocol(_HttpProtocol):
     def _send_frame_local(self, frame, fds):
         """Send a made frame to this worker's established connections (all,
         or those of ``fds``)."""
-        send = self.host.send
+        send = self.host.send_gathered
         ws = self._ws
         count = 0
         for fd in (list(ws) if fds is None else fds):
