@@ -53,7 +53,6 @@ _CONT = Opcode.CONT
 _PING = Opcode.PING
 _PONG = Opcode.PONG
 _CLOSE = Opcode.CLOSE
-_OPEN = State.OPEN
 
 
 class Frame:
@@ -171,7 +170,7 @@ class MessageReader:
     ``open_websocket_*_frame``)."""
 
     __slots__ = ("protocol", "fd", "pass_ping", "pass_pong", "pass_close", "_parts",
-                 "_opcode", "closed", "pings")
+                 "_opcode", "closed", "pings", "compressed")
 
     def __init__(self, protocol, fd=0, pass_ping=False, pass_pong=False, pass_close=False):
         self.protocol = protocol
@@ -183,19 +182,17 @@ class MessageReader:
         self._opcode = 0
         self.closed = False          # a Closing event was returned: ignore the rest
         self.pings = 0               # pongs received (websocket_ping_interval checks it)
+        # permessage-deflate was negotiated (fixed after the handshake): data
+        # frames, both ways, go through the protocol.
+        self.compressed = bool(protocol.extensions)
 
-    @property
-    def compressed(self):
-        """permessage-deflate was negotiated: pushes go through the protocol."""
-        return bool(self.protocol.extensions)
 
     def feed(self, data):
         if self.closed:
             return []
         protocol = self.protocol
         events = []
-        if self._parts is None and not protocol.extensions and protocol.state is _OPEN \
-                and not protocol.reader.buffer:
+        if self._parts is None and not self.compressed and not protocol.reader.buffer:
             # The common case, taken apart here: whole, unfragmented, masked
             # text or binary frames (see _whole_frames). Anything else, from
             # its first byte on, goes to the protocol, as all input would.
@@ -243,9 +240,11 @@ class MessageReader:
         """Read the complete frames at the start of ``data`` that need none
         of the protocol's state: FIN set, no RSV bits, text or binary, masked,
         a 7- or 16-bit length within the size limit. Returns how many bytes
-        they took. Such a frame changes nothing in the protocol (only
-        fragments, control frames and extensions do), so the protocol, whose
-        buffer is empty, reads on from the first byte this leaves."""
+        they took. Such a frame changes nothing in the protocol, in any
+        state it can be in here (only fragments, control frames and
+        extensions do; after a close frame or a failure ``closed`` is set and
+        nothing is read), so the protocol, whose buffer is empty, reads on
+        from the first byte this leaves."""
         end = len(data)
         pos = 0
         limit = self.protocol.max_message_size

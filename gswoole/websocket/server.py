@@ -219,8 +219,12 @@ class _WebSocketProtocol(_HttpProtocol):
     # -- pushing (any greenlet; other workers through remote_ops) ---------
 
     def push(self, fd, data, opcode=None, finish=True):
-        opcode, payload = _payload(data, opcode)
         entry = self._ws.get(fd)
+        if entry is not None and opcode is None and finish and data.__class__ is bytes \
+                and len(data) < 126 and not entry[1].compressed and not entry[1].closed:
+            # the usual small binary reply, framed inline
+            return self.host.send(fd, bytes((0x82, len(data))) + data)
+        opcode, payload = _payload(data, opcode)
         if entry is None:
             if fd in self.host.conns:
                 return set_last_error(SESSION_NOT_EXIST)   # ours, not a WebSocket
