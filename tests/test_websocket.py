@@ -482,3 +482,20 @@ def test_push_and_broadcast_across_workers(ws_serve):
     # a push to a closed or unknown fd fails
     wait_until(lambda: clients[a].send_text("push %d x" % b) or
                srv.matching(r"^PUSHED False False$"), message="push to a closed fd fails")
+
+
+def test_stopping_worker_says_going_away(ws_serve):
+    srv = ws_serve(ECHO + """
+server.on("close", lambda s, fd, reactor_id: emit("CLOSE", fd))
+""")
+    c = RawClient(srv.port)
+    c.send_text("up")
+    assert c.recv_message() == (1, b"up")
+    import signal
+    srv.signal(signal.SIGTERM)
+    fin, rsv, opcode, payload = c.recv_frame()
+    assert opcode == 8 and payload[:2] == close_payload(1001)
+    c.send_frame(8, payload[:2])
+    c.expect_eof()
+    srv.wait_line(r"^CLOSE \d+$")
+    assert srv.wait_exit(15) == 0
