@@ -28,6 +28,9 @@ EVENTS = {
     "finish": ("server", "task_id", "data"),
     "pipemessage": ("server", "src_worker_id", "message"),
     "request": ("request", "response"),
+    "handshake": ("request", "response"),
+    "open": ("server", "request"),
+    "message": ("server", "frame"),
 }
 
 # How the docs and error messages spell them.

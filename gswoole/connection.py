@@ -20,8 +20,12 @@ sent EOF, and nothing holds reading back. ``holds`` is a set of reasons
 the callbacks (the reactor), too much output queued for a peer that does not
 read (flow control), the protocol asked (``pause_reading``), no more input
 is wanted (after a framing error), the program paused it
-(``server.pause(fd)``), or it waits for ``server.confirm(fd)``
-(``enable_delay_receive``).
+(``server.pause(fd)``), it waits for ``server.confirm(fd)``
+(``enable_delay_receive``), or a protocol took the socket over.
+
+A protocol may switch a connection to another protocol (HTTP to WebSocket):
+``splitter`` and ``on_receive`` are then the new protocol's framing and
+event handler (``Reactor.switch_protocol``).
 """
 
 from collections import deque
@@ -51,6 +55,7 @@ HOLD_PROTOCOL = 4     # the protocol paused reading
 HOLD_DONE = 8         # no more input is wanted (a framing error)
 HOLD_USER = 16        # server.pause(fd), until server.resume(fd)
 HOLD_CONFIRM = 32     # enable_delay_receive: not read until server.confirm(fd)
+HOLD_DETACHED = 64    # a protocol took the socket over (it reads it itself)
 
 # Queue markers; receive events are the data itself (bytes), so the hot path
 # is a deque of bytes with these rare objects among them.
@@ -75,7 +80,7 @@ class Connection:
         "fd", "sock", "fileno", "listener", "remote", "connect_time", "last_time",
         "events", "busy", "state", "eof", "holds", "warned", "corked", "splitter",
         "reader", "writer", "out", "out_size", "output_room", "write_progress", "linger_timer",
-        "unsent", "transport", "on_readable", "protected", "uid", "_session",
+        "unsent", "transport", "on_readable", "on_receive", "protected", "uid", "_session",
     )
 
     def __init__(self, fd, sock, fileno, listener, remote, now):
@@ -106,6 +111,7 @@ class Connection:
         self.on_readable = None  # the read watcher's callback, to restart it after a hold
         self.protected = False   # server.protect(fd): the heartbeat leaves it open
         self.uid = 0             # server.bind(fd, uid)
+        self.on_receive = listener.on_receive   # runs each event; a protocol switch changes it
         self._session = None
 
     def move(self, event):

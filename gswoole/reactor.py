@@ -42,14 +42,15 @@ from _socket import socket as _rawsocket
 from collections import deque
 
 import gevent
+from gevent import socket as _gsocket
 from gevent.event import Event
 from greenlet import getcurrent, greenlet
 
 from . import errors
 from .acceptor import Acceptor
 from .closing import Closing
-from .connection import (CLOSE, CLOSING, CONNECT, HOLD_CONFIRM, HOLD_DONE, HOLD_QUEUE, OPEN,
-                         PEER_EOF, RELEASED, SHUTDOWN, Connection)
+from .connection import (CLOSE, CLOSING, CONNECT, HOLD_CONFIRM, HOLD_DETACHED, HOLD_DONE,
+                         HOLD_QUEUE, OPEN, PEER_EOF, RELEASED, SHUTDOWN, Connection)
 from .controls import Controls
 from .datagrams import DatagramPorts
 from .sending import Sending
@@ -114,6 +115,8 @@ class Reactor(Sending, Closing, Stopping, Controls):
         self._heartbeat = None
         self.sweepers = []           # called every second with the reactor (protocol timeouts)
         self.route = None            # (pid, worker_id, op, *args) -> answer, for other workers' fds
+        self.cast = None             # (pid, worker_id, op, *args): the same, not waiting
+        self.remote_ops = {}         # op -> fn: what protocols let other workers call here
         self.stop_hooks = []         # called once when a graceful stop begins
         # Per-connection debug records (accept, release) only when asked for:
         # the level is set in the master before the fork and never changes.
@@ -313,7 +316,6 @@ class Reactor(Sending, Closing, Stopping, Controls):
         worker_id = self.worker_id
         fd = conn.fd
         listener = conn.listener
-        on_receive = listener.on_receive
         while events:
             event = events.popleft()
             if event is CONNECT:
@@ -343,7 +345,9 @@ class Reactor(Sending, Closing, Stopping, Controls):
                     conn.corked = True
                     self.loop.run_callback(self._uncork, conn)
                 try:
-                    on_receive(server, fd, worker_id, event)
+                    # conn's, not the port's: a protocol switch (HTTP to
+                    # WebSocket) changes it between two events.
+                    conn.on_receive(server, fd, worker_id, event)
                 except BaseException:
                     self._report("receive", fd)
                 self.request_count += 1
@@ -356,6 +360,32 @@ class Reactor(Sending, Closing, Stopping, Controls):
             self.release_reading(conn, HOLD_QUEUE)
         if self.stopping and not listener.is_stream:
             self._check_all_closed()   # a datagram queue just ran dry
+
+    # -- handing a connection to another protocol -------------------------------
+
+    def switch_protocol(self, conn, splitter, on_receive, data=b""):
+        """From now on ``conn``'s input goes to ``splitter`` and its events to
+        ``on_receive`` (HTTP's Upgrade). ``data`` is input the old framing
+        had already read past its last message: it goes to the new one
+        first. Runs in the connection's greenlet, between two of its events,
+        so no event of the old protocol is still queued."""
+        conn.splitter = splitter
+        conn.on_receive = on_receive
+        if data and conn.state == OPEN and self._split(conn, data):
+            self.schedule(conn)
+
+    def detach(self, conn, timeout):
+        """Give ``conn``'s socket to a protocol that reads and writes it
+        itself (an app that takes the socket over): flush what is queued for
+        it (up to ``timeout`` seconds), stop reading it for good, and return
+        a cooperative socket on a duplicate of its descriptor, or None when
+        the output did not drain. The connection stays in the table until
+        the protocol closes it, so sessions, counts and stops see it."""
+        if conn.out_size and not self.wait_output_written(conn.fd, timeout):
+            return None
+        self.hold_reading(conn, HOLD_DETACHED)
+        return _gsocket.socket(conn.listener.family, _stdsocket.SOCK_STREAM, 0,
+                              fileno=os.dup(conn.fileno))
 
     def _report(self, event, fd):
         log_user_error("%s callback (fd=%d, worker #%d)", event, fd, self.worker_id)
@@ -376,6 +406,21 @@ class Reactor(Sending, Closing, Stopping, Controls):
         if not pid or pid == self.pid or getcurrent() is self.hub or not _alive(pid):
             return self._fail(fd, None) if default is False else default
         return self.route(pid, worker_id, op, *args, patient=patient)
+
+    def call_owner(self, fd, op, *args):
+        """Run ``op`` (a reactor method, or one of ``remote_ops``) in the
+        worker that owns ``fd``, when that is another process; False with
+        get_last_error() when no live worker does."""
+        if self.route is None:
+            return self._fail(fd, None)
+        return self._routed(fd, op, *args)
+
+    def event_workers(self):
+        """(pid, worker_id) of every other live event worker, retiring ones
+        included (they still serve their connections)."""
+        worker_num = self.setting["worker_num"]
+        return [(slot["pid"], slot["worker_id"]) for slot in self.shared.live_slots()
+                if slot["worker_id"] < worker_num and slot["pid"] != self.pid]
 
     def _fail(self, fd, conn):
         if conn is not None:

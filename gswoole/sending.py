@@ -85,14 +85,27 @@ class Sending:
                 return False
         return True
 
+    def send_gathered(self, fd, data):
+        """``send``, gathered with this connection's other sends until the
+        hub's next turn, then written in one go: for fan-out, where one turn
+        may send a connection several messages (a burst of broadcasts)."""
+        conn = self.conns.get(fd)
+        if conn is not None and not conn.corked and conn.state == OPEN:
+            conn.corked = True
+            self.loop.run_callback(self._uncork, conn)
+        return self.send(fd, data)
+
     def _uncork(self, conn):
         """Write what corked sends gathered, in one go."""
         if not conn.corked:
             return
         conn.corked = False
         if conn.out_size and conn.sock is not None:
-            self._start_writer(conn)
+            if conn.writer is not None and conn.writer.active:
+                return   # waiting for the socket already: the writer sends it
             self._on_writable(conn)
+            if conn.out_size and conn.sock is not None:
+                self._start_writer(conn)
 
     def _overflow(self, conn, data):
         size = len(data)
@@ -161,7 +174,8 @@ class Sending:
             if conn.holds & HOLD_OUTPUT and conn.out_size <= self._low_water:
                 self.release_reading(conn, HOLD_OUTPUT)
             if done:
-                conn.writer.stop()
+                if conn.writer is not None:
+                    conn.writer.stop()
                 self._backlogged.discard(conn)
                 if conn.state == RELEASED:
                     self._shutdown_write(conn)

@@ -154,6 +154,17 @@ def optional_callable(value):
 optional_callable.describe = "callable or None"
 
 
+def text_list(value):
+    if value is None:
+        return ()
+    if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
+        raise TypeError("expected a list of non-empty strings, got %r" % (value,))
+    return tuple(value)
+
+
+text_list.describe = "list of str"
+
+
 def choice(*options):
     def check(value):
         if value not in options:
@@ -270,7 +281,8 @@ SETTINGS = [
     Setting("package_length_func", None, optional_callable,
             "callable(buffer) -> packet length, 0 = need more, -1 = bad (close)."),
     Setting("package_max_length", 2 * MiB, integer(1),
-            "Largest packet (or HTTP body); past it the connection is closed."),
+            "Largest packet (HTTP body, WebSocket message); past it the connection is "
+            "closed (WebSocket: with close code 1009)."),
     # HTTP (gunicorn's names for the request limits)
     Setting("limit_request_line", 4094, integer(0),
             "Longest HTTP request line; past it the answer is 414.", cli="--limit-request-line"),
@@ -297,6 +309,20 @@ SETTINGS = [
     Setting("proxy_allow_ips", "127.0.0.1,::1", text,
             "Peers allowed to send a PROXY header (comma-separated, or '*'); from "
             "others the bytes are the protocol's own.", cli="--proxy-allow-from"),
+    # WebSocket (Swoole's names)
+    Setting("open_websocket_close_frame", False, boolean,
+            "Pass the peer's close frame to the message callback (opcode 8)."),
+    Setting("open_websocket_ping_frame", False, boolean,
+            "Pass ping frames to the message callback too (they are answered anyway)."),
+    Setting("open_websocket_pong_frame", False, boolean,
+            "Pass pong frames to the message callback (by default they are swallowed)."),
+    Setting("websocket_ping_interval", 0.0, seconds(),
+            "Ping a WebSocket peer idle this long, and close it if the next interval "
+            "passes without its pong; 0 = off."),
+    Setting("websocket_compression", False, boolean,
+            "Accept permessage-deflate when a client offers it."),
+    Setting("websocket_subprotocols", (), text_list,
+            "Subprotocols to accept, in order of preference (Sec-WebSocket-Protocol)."),
     Setting("upload_tmp_dir", None, optional_text,
             "Where uploaded files are written (default: the system temp dir)."),
     Setting("access_log", None, optional_text,

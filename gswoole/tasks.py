@@ -270,6 +270,14 @@ class Mailbox:
         errors.set_last_error(code)
         return value
 
+    def cast(self, pid, worker_id, op, *args):
+        """Run ``op`` in another worker without waiting for it (broadcast):
+        True once the message is queued for it."""
+        box = self._outbox_for_worker(worker_id, pid)
+        if box is None:
+            return errors.set_last_error(errors.SESSION_NOT_EXIST)
+        return self._post(box, ipc.CALL, 0, (op, args), dst_pid=pid, dst_worker=worker_id)
+
     # -- receiving (hub) -------------------------------------------------
 
     def _on_readable(self, sock):
@@ -355,11 +363,15 @@ class Mailbox:
     def _answer_call(self, message):
         op, args = message.value()
         errors.set_last_error(0)
+        reactor = self.reactor
         try:
-            value = getattr(self.reactor, op)(*args)
+            # A protocol's own operations (WebSocket push) first, then the reactor's.
+            value = (reactor.remote_ops.get(op) or getattr(reactor, op))(*args)
         except Exception as exc:
-            log.warning("cross-worker %s%r failed: %s", op, args, exc)
+            log.warning("cross-worker %s failed: %s", op, exc)
             value = False
+        if not message.id:
+            return   # a cast: nobody waits for the answer
         reply = (value, errors.get_last_error())
         box = self._outbox_for_worker(message.src_worker, message.src_pid)
         if box is not None:

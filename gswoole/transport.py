@@ -71,6 +71,24 @@ class Transport:
     def resume_reading(self):
         self._reactor.release_reading(self._conn, HOLD_PROTOCOL)
 
+    # -- handing over -------------------------------------------------------
+
+    def switch_protocol(self, splitter, on_receive, data=b""):
+        """Hand the connection to another protocol (an HTTP Upgrade): its
+        input goes to ``splitter`` (``feed(bytes)`` -> events, run in the
+        hub) and the events to ``on_receive(server, fd, reactor_id, event)``,
+        in order as before. ``data``: input already read past the last
+        message of the old protocol, fed to the new splitter first."""
+        self._reactor.switch_protocol(self._conn, splitter, on_receive, data)
+
+    def detach(self, timeout=10.0):
+        """Take the socket over: queued output is flushed first, then the
+        reactor stops reading it. Returns a cooperative (gevent) socket on a
+        duplicate descriptor, which the caller closes; ``close()`` on this
+        transport still ends the connection. None if the output would not
+        drain within ``timeout``."""
+        return self._reactor.detach(self._conn, timeout)
+
     # -- facts --------------------------------------------------------------
 
     @property

@@ -104,6 +104,7 @@ class Worker:
         self._set_request_limit()
         self.mailbox = Mailbox(self.server, self.worker_id, ctx, self.reactor)
         self.reactor.route = self.mailbox.call
+        self.reactor.cast = self.mailbox.cast
         self.server._attach_worker(self)
         hub_loop = gevent.get_hub().loop
         watchdog.arm_stack_dump(sys.stderr)

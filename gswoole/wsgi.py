@@ -15,9 +15,12 @@ import os
 import sys
 from urllib.parse import unquote_to_bytes
 
+from .http.parser import RequestParser
 from .http.server import ClientGone, _HttpProtocol
+from .http.writer import ResponseWriter
 from .http.server import Server as _HttpServer
 from .sockets import SOCK_TCP
+from .websocket.wsgi import WebSocket
 
 log = logging.getLogger("gswoole")
 
@@ -105,6 +108,70 @@ class _WsgiProtocol(_HttpProtocol):
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
         }
+
+    def splitter(self):
+        s = self.setting
+        return RequestParser(limit_request_line=s["limit_request_line"],
+                             limit_request_fields=s["limit_request_fields"],
+                             limit_request_field_size=s["limit_request_field_size"],
+                             max_body=s["package_max_length"], websocket=True)
+
+    def handle(self, server, fd, reactor_id, event):
+        if getattr(event, "websocket", False):
+            self.handle_upgrade(self.host.transport(fd), event)
+        else:
+            super().handle(server, fd, reactor_id, event)
+
+    def handle_upgrade(self, transport, parsed):
+        """A WebSocket upgrade request. The app gets the connection's socket,
+        taken out of the reactor: as ``wsgi.websocket`` (gevent-websocket's
+        API, handshake made on first use) and as ``gunicorn.socket`` (for
+        apps that make the handshake themselves, like simple-websocket).
+        When the app returns, the connection closes; if it used neither, its
+        response is sent first (a refused upgrade)."""
+        transport.pause_reading()
+        sock = transport.detach(self.setting["send_timeout"] or 10.0)
+        if sock is None:
+            transport.abort()
+            return
+        env = self.environ(parsed, transport)
+        ws = WebSocket(sock, env, parsed, self.setting, transport.parser.take_rest())
+        env["wsgi.websocket"] = ws
+        env["wsgi.websocket_version"] = env.get("HTTP_SEC_WEBSOCKET_VERSION", "")
+        env["gunicorn.socket"] = sock
+        writer = ResponseWriter(parsed.method, parsed.version, False)
+        exchange = _Exchange(self, transport, parsed, writer)
+        try:
+            try:
+                result = self.app(env, exchange.start_response)
+            except StopIteration:
+                # gunicorn's convention (simple-websocket, Flask-Sock): the
+                # app took the socket and answered on it; send nothing.
+                result = None
+            try:
+                if result is not None and not ws.handshake_done:
+                    body = [data for data in result if data]
+                    if not ws.handshake_done:
+                        for data in body:
+                            exchange.write(data)
+                        exchange.finish(b"")
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except ClientGone:
+            transport.abort()
+        except BaseException:
+            log.exception("error in WSGI app (WebSocket %s, fd=%d, worker #%d)",
+                          parsed.raw_uri, transport.fd, self.host.worker_id)
+            if not (ws.handshake_done or writer.started):
+                transport.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0"
+                                b"\r\nConnection: close\r\n\r\n")
+        finally:
+            ws.close()
+            if ws.handshake_done:
+                sock.close()
+            transport.close()
 
     def environ(self, parsed, transport):
         env = self.base_environ.copy()

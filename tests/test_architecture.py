@@ -11,14 +11,15 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gswoole"
 
 SANS_IO = ["framing.py", "http/parser.py", "http/writer.py", "http/forms.py", "settings.py",
-           "callbacks.py", "errors.py", "proxy_protocol.py", "access_format.py", "proxy.py", "swoole_names.py", "swoole_settings.py"]
-LOW_LEVEL = ["reactor.py", "controls.py", "connection.py", "acceptor.py", "datagrams.py", "sending.py",
-             "closing.py", "stopping.py", "transport.py", "http/writer.py", "framing.py",
-             "http/parser.py", "ipc.py", "shm.py", "table.py", "sync.py", "user_process.py",
-             "channels.py", "shared.py", "timers.py", "tasks.py", "worker.py",
-             "task_worker.py", "master.py", "sockets.py", "watchdog.py", "metrics.py",
-             "logs.py", "proxy_protocol.py", "access_format.py"]
-FACADES = {"server", "cli", "wsgi", "http.server"}
+           "callbacks.py", "errors.py", "proxy_protocol.py", "access_format.py", "proxy.py",
+           "swoole_names.py", "swoole_settings.py", "websocket/protocol.py"]
+LOW_LEVEL = ["reactor.py", "controls.py", "connection.py", "acceptor.py", "datagrams.py",
+             "sending.py", "closing.py", "stopping.py", "transport.py", "http/writer.py",
+             "framing.py", "http/parser.py", "ipc.py", "websocket/protocol.py", "shm.py",
+             "table.py", "sync.py", "user_process.py", "channels.py", "shared.py", "timers.py",
+             "tasks.py", "worker.py", "task_worker.py", "master.py", "sockets.py",
+             "watchdog.py", "metrics.py", "logs.py", "proxy_protocol.py", "access_format.py"]
+FACADES = {"server", "cli", "wsgi", "http.server", "websocket.server"}
 
 
 def imported_modules(path):

@@ -63,8 +63,12 @@ Rules added on top of llhttp (gunicorn's request corpus shows what is needed):
   returned once, when the headers are complete and the body is not, so the
   server sends "100 Continue" only to a client that is still waiting.
   Other expectations are ignored (RFC 9110 10.1.1 allows that).
-* Upgrade: protocol upgrades are not supported, so an Upgrade request is an
-  ordinary request and parsing goes on. httptools stops at the end of its
+* Upgrade: a parser made with ``websocket=True`` (the WebSocket and WSGI
+  servers) stops at a GET request asking for a WebSocket upgrade that has no
+  body: the request is returned with ``websocket`` True, and what follows is
+  no longer HTTP. The parser keeps those bytes (``take_rest()``, bounded by
+  ``max_body``) for whoever takes the connection over, and parses nothing
+  more. Any other Upgrade request is an ordinary request and parsing goes on. httptools stops at the end of its
   headers and skips its body; if it has one, ``feed()`` re-frames the rest
   of the stream with a synthetic header block carrying the same
   Content-Length or chunked coding, so llhttp still reads (and validates) the
@@ -175,6 +179,11 @@ def _phrase(status):
         return "Error"
 
 
+class UpgradeOverflow(Exception):
+    """A client sent more than ``max_body`` bytes after a WebSocket upgrade
+    request, before the server answered it."""
+
+
 class _Continue:
     __slots__ = ()
 
@@ -196,7 +205,8 @@ class ParsedRequest:
     (lower-case name, value) in arrival order; ``body`` is de-chunked."""
 
     __slots__ = ("method", "raw_uri", "path", "query_string", "fragment", "version",
-                 "headers", "body", "trailers", "keep_alive", "chunked", "expect_continue")
+                 "headers", "body", "trailers", "keep_alive", "chunked", "expect_continue",
+                 "websocket")
 
     def __init__(self, method, raw_uri, path, query_string, fragment, version, headers,
                  keep_alive, chunked, expect_continue):
@@ -212,6 +222,7 @@ class ParsedRequest:
         self.keep_alive = keep_alive
         self.chunked = chunked
         self.expect_continue = expect_continue
+        self.websocket = False        # a WebSocket upgrade (parsers made with websocket=True)
 
     def __repr__(self):
         return "<ParsedRequest %s %s HTTP/%d.%d>" % (self.method, self.raw_uri, *self.version)
@@ -222,7 +233,7 @@ class RequestParser:
     module docstring). One instance per connection."""
 
     def __init__(self, limit_request_line=4094, limit_request_fields=100,
-                 limit_request_field_size=8190, max_body=2 * 1024 * 1024):
+                 limit_request_field_size=8190, max_body=2 * 1024 * 1024, websocket=False):
         if limit_request_line <= 0:
             limit_request_line = MAX_REQUEST_LINE
         if limit_request_fields <= 0 or limit_request_fields > MAX_HEADERS:
@@ -254,6 +265,10 @@ class RequestParser:
         self._resume = None           # Upgrade request whose body is re-framed
         self._resume_framing = b""
         self._req = None
+        self._websocket = websocket   # stop at a WebSocket upgrade request
+        self.upgraded = False         # ... and it came: the rest is not HTTP
+        self._rest = []               # bytes after it, for the next protocol
+        self._rest_len = 0
         self._body = []
         self._body_len = 0
         self.requests_started = 0     # lets a caller tell one request's headers from the next
@@ -280,6 +295,9 @@ class RequestParser:
         """Parse ``data`` (bytes). Returns a list of complete ``ParsedRequest``s,
         ``CONTINUE`` (at most once per request) and at most one ``HTTPError``,
         always last. Returns [] once the parser is closed."""
+        if self.upgraded:
+            self._keep_rest(data)
+            return []
         if self.closed:
             return []
         events = self._events = []
@@ -320,6 +338,9 @@ class RequestParser:
                 # llhttp stops after an Upgrade request's headers; we don't
                 # upgrade, so go on with what follows (see _re_frame_upgrade).
                 data = data[exc.args[0]:]
+                if self.upgraded:
+                    self._keep_rest(data)
+                    return
                 if self._resume is not None:
                     data = self._resume_framing + data
                 elif self.closed or not data:
@@ -346,6 +367,21 @@ class RequestParser:
                 return
         if fed < len(seen):
             self._feed_llhttp(seen[fed:])
+
+    def take_rest(self):
+        """After a WebSocket upgrade request: the bytes received after it
+        (they belong to the next protocol). Parsing stays stopped."""
+        rest = b"".join(self._rest)
+        self._rest = []
+        return rest
+
+    def _keep_rest(self, data):
+        self._rest_len += len(data)
+        if self._rest_len > self._max_body:
+            raise UpgradeOverflow("%d bytes sent before the WebSocket handshake was "
+                                  "answered" % self._rest_len)
+        if data:
+            self._rest.append(data)
 
     def feed_eof(self):
         """The peer closed. Returns None if no request was in progress, else
@@ -468,8 +504,12 @@ class RequestParser:
         has_body = chunked or bool(length)
         if expect and has_body:
             self._continue_pending = True
-        if has_body and hp.should_upgrade():
-            self._re_frame_upgrade(req, length)
+        if hp.should_upgrade():
+            if has_body:
+                self._re_frame_upgrade(req, length)
+            elif self._websocket and method == "GET":
+                req.websocket = any(name == "upgrade" and "websocket" in value.lower()
+                                    for name, value in self._headers)
 
     def on_body(self, chunk):
         self._progress = True
@@ -489,7 +529,9 @@ class RequestParser:
         self._in_message = False
         self._continue_pending = False
         self._events.append(req)
-        if not req.keep_alive:
+        if req.websocket:
+            self.upgraded = True
+        elif not req.keep_alive:
             self.closed = True
 
     # -- rare paths -------------------------------------------------------

@@ -37,9 +37,9 @@ class Response:
     def status(self, code, reason=None):
         if self._writer.started:
             return False
-        if not isinstance(code, int) or not 200 <= code <= 999:
-            raise ValueError("HTTP status must be an int in 200..999 (a final response), "
-                             "got %r" % (code,))
+        if not isinstance(code, int) or not (200 <= code <= 999 or code == 101):
+            raise ValueError("HTTP status must be an int in 200..999 (a final response) "
+                             "or 101 (a WebSocket handshake), got %r" % (code,))
         self._status = code
         self._reason = reason
         return True

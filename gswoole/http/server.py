@@ -184,8 +184,8 @@ class _HttpProtocol:
         in_body = {}
         for fd, transport in host.transports():
             parser = transport.parser
-            if parser is None or not transport.idle:
-                continue
+            if parser.__class__ is not RequestParser or not transport.idle:
+                continue   # busy, or no longer HTTP (a WebSocket)
             if parser.in_headers:
                 key = (fd, parser.requests_started)
                 since = in_headers[key] = self._in_headers.get(key, clock)
@@ -232,7 +232,7 @@ class _HttpProtocol:
         idle = {}
         for fd, transport in self.host.transports():
             parser = transport.parser
-            if parser is not None and parser.idle and transport.idle:
+            if parser.__class__ is RequestParser and parser.idle and transport.idle:
                 idle[fd] = (transport, parser.requests_started)
         return idle
 
