@@ -77,4 +77,6 @@ ALIASES = {
     "getWorkerStatus": "get_worker_status",
     "getManagerPid": "get_manager_pid",
     "getMasterPid": "get_master_pid",
+    # WebSocket (gswoole.websocket.Server only)
+    "isEstablished": "is_established",
 }
