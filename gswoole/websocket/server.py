@@ -43,6 +43,7 @@ from ..http.server import Server as _HttpServer
 from ..http.server import _HttpProtocol
 from ..http.writer import ResponseWriter, status_line
 from ..sockets import SOCK_TCP
+from ..swoole_names import BASE
 from .protocol import (CLOSE_GOING_AWAY, CLOSE_NORMAL, OPCODE_BINARY, OPCODE_CONTINUATION,
                        OPCODE_TEXT, Closing, Frame, MessageReader, encode, negotiate,
                        open_protocol)
@@ -342,8 +343,8 @@ class Server(_HttpServer):
     ``on("open")``, ``on("message")``, ``on("close")``; ``push``,
     ``broadcast``, ``disconnect``, ``is_established``, ``exist``."""
 
-    def __init__(self, host, port=0, sock_type=SOCK_TCP):
-        super().__init__(host, port, sock_type)
+    def __init__(self, host, port=0, mode=BASE, sock_type=SOCK_TCP):
+        super().__init__(host, port, mode, sock_type=sock_type)
 
     def _check_request_callback(self):
         if "message" not in self._callbacks:
