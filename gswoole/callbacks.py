@@ -53,23 +53,32 @@ def canonical_event(name, events=EVENTS, what="event"):
     return key
 
 
+def import_attribute(module_name, attr_path):
+    """The object ``attr_path`` ("name" or "Class.method") names in module
+    ``module_name``, importing the module. Raises ImportError as the import
+    does, and AttributeError naming the object and the missing part: the
+    one "module:attr" lookup for callback strings and gswoole-serve's TARGET."""
+    obj = importlib.import_module(module_name)
+    for part in attr_path.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AttributeError("%r has no attribute %r" % (obj, part)) from None
+    return obj
+
+
 def _import_target(spec):
     module_name, sep, attr_path = spec.partition(":")
     if not sep or not module_name or not attr_path:
         raise CallbackError("callback string %r must look like 'module:function' or "
                             "'module:Class.method'" % spec)
     try:
-        obj = importlib.import_module(module_name)
+        return import_attribute(module_name, attr_path)
     except ImportError as exc:
         raise CallbackError("callback %r: cannot import module %r: %s"
                             % (spec, module_name, exc)) from None
-    for part in attr_path.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise CallbackError("callback %r: %r has no attribute %r"
-                                % (spec, obj, part)) from None
-    return obj
+    except AttributeError as exc:
+        raise CallbackError("callback %r: %s" % (spec, exc)) from None
 
 
 def resolve(event, callback):

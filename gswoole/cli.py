@@ -18,13 +18,13 @@ gunicorn's config hooks in ``-c`` files (gswoole/hooks.py).
 """
 
 import argparse
-import importlib
 import inspect
 import os
 import runpy
 import sys
 
 from . import __version__, hooks, reloader, settings
+from .callbacks import import_attribute
 from .errors import ServerStateError
 
 EXIT_USAGE = 2
@@ -33,16 +33,6 @@ EXIT_USAGE = 2
 class UsageError(Exception):
     pass
 
-
-def _setting_type(setting):
-    describe = getattr(setting.validate, "describe", "")
-    if setting.validate is settings.boolean:
-        return None
-    if describe.startswith("int"):
-        return int
-    if describe == "seconds":
-        return float
-    return str
 
 
 def build_parser():
@@ -73,8 +63,8 @@ def build_parser():
     for setting in settings.SETTINGS:
         if setting.cli is None:
             continue
-        kind = _setting_type(setting)
-        if kind is None:
+        kind = setting.kind
+        if kind is bool:
             parser.add_argument(*setting.flags, dest=setting.name, action="store_true",
                                 default=None, help=setting.doc)
         else:
@@ -85,13 +75,10 @@ def build_parser():
 
 # Config-file names: setting names, or the CLI flag without dashes
 # ("workers", "max_requests"), as in gunicorn's config files.
+# gunicorn's own config-file spellings are declared with each setting.
 _CONFIG_ALIASES = {s.flags[-1].lstrip("-").replace("-", "_"): s.name
                    for s in settings.SETTINGS if s.cli}
-# gunicorn's config-file spellings that differ from its flags
-_CONFIG_ALIASES.update(keepalive="http_keepalive_timeout", pidfile="pid_file",
-                       loglevel="log_level", accesslog="access_log", errorlog="log_file",
-                       proc_name="process_name", logconfig="log_config",
-                       logconfig_dict="log_config")
+_CONFIG_ALIASES.update((alias, s.name) for s in settings.SETTINGS for alias in s.config_names)
 
 
 # What a gunicorn user reaches for that gswoole-serve spells differently or
@@ -222,18 +209,13 @@ def load_target(spec):
         sys.path.insert(0, os.getcwd())
         module_name = module_part
     try:
-        module = importlib.import_module(module_name)
+        obj = import_attribute(module_name, attr)
     except ImportError as exc:
         if getattr(exc, "name", None) == module_name:
             raise UsageError("cannot import TARGET module %r" % module_name) from None
         raise
-    obj = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise UsageError("TARGET %r: module %r has no attribute %r"
-                             % (spec, module_name, attr)) from None
+    except AttributeError as exc:
+        raise UsageError("TARGET %r: %s" % (spec, exc)) from None
     from .server import Server
     if call or (inspect.isfunction(obj) and _takes_no_arguments(obj)):
         obj = obj()

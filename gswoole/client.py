@@ -56,10 +56,8 @@ DNS_LOOKUP_FAILED = 704      # Swoole's SW_ERROR_DNSLOOKUP_RESOLVE_FAILED
 DEFAULT_TIMEOUT = 0.5        # Swoole's client default, seconds
 READ_SIZE = 65536
 
-FRAMING_KEYS = ("open_eof_check", "open_eof_split", "package_eof", "open_length_check",
-                "package_length_type", "package_length_offset", "package_body_offset",
-                "package_length_func", "package_max_length")
-CLIENT_KEYS = FRAMING_KEYS + ("timeout",)
+FRAMING_KEYS = settings.names_in("client")
+CLIENT_KEYS = FRAMING_KEYS + ("timeout",)    # the client's own timeout, not the server's
 
 _check_seconds = settings.seconds(minimum=float("-inf"))
 

@@ -66,9 +66,7 @@ def _packet_adapter(on_packet):
 
 
 # What a port may set for itself; everything else is server-wide.
-PORT_SETTINGS = ("open_eof_check", "open_eof_split", "package_eof", "open_length_check",
-                 "package_length_type", "package_length_offset", "package_body_offset",
-                 "package_length_func", "package_max_length")
+PORT_SETTINGS = settings.names_in("port")
 PORT_EVENTS = ("connect", "receive", "close", "packet")
 
 

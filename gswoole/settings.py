@@ -16,15 +16,31 @@ from .errors import SettingError
 MiB = 1024 * 1024
 
 
-class Setting:
-    __slots__ = ("name", "default", "validate", "doc", "cli")
+SERVER = ("server",)
+# Packet framing: the server's default, any port's own, and the client's.
+FRAMING = ("server", "port", "client")
 
-    def __init__(self, name, default, validate, doc, cli=None):
+
+class Setting:
+    """One setting. ``scopes``: where it may be set: "server" (``server.set``),
+    "port" (``port.set``, for that port only), "client" (``Client.set``).
+    ``kind``: the Python type a command-line value converts to (bool for a
+    switch flag, None for a setting the command line cannot express); each
+    validator declares it. ``config_names``: other spellings a gunicorn
+    config file uses for it."""
+
+    __slots__ = ("name", "default", "validate", "doc", "cli", "scopes", "kind", "config_names")
+
+    def __init__(self, name, default, validate, doc, cli=None, scopes=SERVER,
+                 config_names=()):
         self.name = name
         self.default = default
         self.validate = validate   # value -> normalised value, raises ValueError/TypeError
         self.doc = doc
         self.cli = cli             # gswoole-serve flag(s), if the setting has any
+        self.scopes = scopes
+        self.kind = validate.kind
+        self.config_names = config_names
 
     @property
     def flags(self):
@@ -47,6 +63,7 @@ def integer(minimum=None, maximum=None):
             raise ValueError("must be <= %d, got %d" % (maximum, value))
         return value
     check.describe = "int" + (" >= %d" % minimum if minimum is not None else "")
+    check.kind = int
     return check
 
 
@@ -58,6 +75,7 @@ def seconds(minimum=0.0):
             raise ValueError("must be >= %s, got %s" % (minimum, value))
         return float(value)
     check.describe = "seconds"
+    check.kind = float
     return check
 
 
@@ -67,16 +85,19 @@ def boolean(value):
         return bool(value)
     raise TypeError("expected True or False (or 1 or 0), got %r" % (value,))
 boolean.describe = "bool"
+boolean.kind = bool
 
 
 def optional_count(value):
     return None if value is None else integer(0)(value)
 optional_count.describe = "int >= 0 or None"
+optional_count.kind = int
 
 
 def optional_positive(value):
     return None if value is None else integer(1)(value)
 optional_positive.describe = "int >= 1 or None"
+optional_positive.kind = int
 
 
 def optional_text(value):
@@ -86,6 +107,7 @@ def optional_text(value):
         raise TypeError("expected a non-empty string or None, got %r" % (value,))
     return value
 optional_text.describe = "str or None"
+optional_text.kind = str
 
 
 def text(value):
@@ -93,6 +115,7 @@ def text(value):
         raise TypeError("expected a non-empty string, got %r" % (value,))
     return value
 text.describe = "str"
+text.kind = str
 
 
 def optional_address(value):
@@ -106,6 +129,7 @@ def optional_address(value):
         raise ValueError("expected 'HOST:PORT', got %r" % value)
     return value
 optional_address.describe = "'host:port' or None"
+optional_address.kind = str
 
 
 def log_config(value):
@@ -118,6 +142,7 @@ def log_config(value):
         return value
     raise TypeError("expected a dictConfig dict or a file path, got %r" % (value,))
 log_config.describe = "dict, path or None"
+log_config.kind = str
 
 
 def access_log_format(value):
@@ -134,6 +159,7 @@ def access_log_format(value):
                          % (value, exc)) from None
     return value
 access_log_format.describe = "str or None"
+access_log_format.kind = str
 
 
 def delimiter(value):
@@ -145,6 +171,7 @@ def delimiter(value):
         raise ValueError("must be at most 8 bytes (Swoole's limit)")
     return value
 delimiter.describe = "bytes"
+delimiter.kind = None
 
 
 def optional_callable(value):
@@ -152,6 +179,7 @@ def optional_callable(value):
         raise TypeError("expected a callable or None, got %r" % (value,))
     return value
 optional_callable.describe = "callable or None"
+optional_callable.kind = None
 
 
 def text_list(value):
@@ -163,6 +191,7 @@ def text_list(value):
 
 
 text_list.describe = "list of str"
+text_list.kind = None
 
 
 def choice(*options):
@@ -171,6 +200,7 @@ def choice(*options):
             raise ValueError("must be one of %s, got %r" % (", ".join(map(repr, options)), value))
         return value
     check.describe = " | ".join(options)
+    check.kind = str
     return check
 
 
@@ -186,6 +216,7 @@ def log_level(value):
         return ["debug", "debug", "info", "warning", "error", "critical"][value]
     raise ValueError("must be one of %s, or 0-5, got %r" % (", ".join(_LOG_LEVELS), value))
 log_level.describe = "debug | info | warning | error | critical"
+log_level.kind = str
 
 
 def logging_level(name):
@@ -217,22 +248,27 @@ SETTINGS = [
             "MiB of RSS past which a worker retires like max_request (replacement "
             "first); checked about once a second; 0 = off.", cli="--max-worker-memory"),
     Setting("process_name", "gswoole", text,
-            "Prefix of the process titles ('gswoole: worker process #0').", cli=("-n", "--name")),
+            "Prefix of the process titles ('gswoole: worker process #0').", cli=("-n", "--name"),
+            config_names=('proc_name',)),
     Setting("user", None, optional_text, "Run workers as this user (master must be root).",
             cli=("-u", "--user")),
     Setting("group", None, optional_text, "Run workers as this group.", cli=("-g", "--group")),
     Setting("daemonize", False, boolean, "Detach the master from the terminal.",
             cli=("-D", "--daemon")),
     Setting("pid_file", None, optional_text, "Write the master's pid here; removed on exit.",
-            cli=("-p", "--pid")),
+            cli=("-p", "--pid"),
+            config_names=('pidfile',)),
     Setting("log_file", None, optional_text, "Append logs here instead of stderr ('-': stderr).",
-            cli="--log-file"),
+            cli="--log-file",
+            config_names=('errorlog',)),
     Setting("log_level", "info", log_level, "Level of the 'gswoole' logger.",
-            cli="--log-level"),
+            cli="--log-level",
+            config_names=('loglevel',)),
     Setting("log_config", None, log_config,
             "Logging configuration: a logging.config.dictConfig dict, a .json file "
             "holding one, or a fileConfig .ini file; replaces log_file/log_level. Records "
-            "carry %(role)s and %(worker_id)s.", cli="--log-config"),
+            "carry %(role)s and %(worker_id)s.", cli="--log-config",
+            config_names=('logconfig', 'logconfig_dict')),
     Setting("metrics_bind", None, optional_address,
             "Serve Prometheus metrics from the master at http://HOST:PORT/metrics "
             "(answered even while every worker is busy).", cli="--metrics-bind"),
@@ -267,22 +303,31 @@ SETTINGS = [
             "Do not read a new connection until server.confirm(fd) (call it in connect)."),
     # framing
     Setting("open_eof_check", False, boolean,
-            "Deliver data only when the buffer ends with package_eof."),
+            "Deliver data only when the buffer ends with package_eof.",
+            scopes=FRAMING),
     Setting("open_eof_split", False, boolean,
-            "Deliver one receive per package_eof-terminated packet."),
-    Setting("package_eof", b"\r\n", delimiter, "Packet terminator for EOF framing."),
+            "Deliver one receive per package_eof-terminated packet.",
+            scopes=FRAMING),
+    Setting("package_eof", b"\r\n", delimiter, "Packet terminator for EOF framing.",
+            scopes=FRAMING),
     Setting("open_length_check", False, boolean,
-            "Length-prefixed framing (see package_length_*)."),
+            "Length-prefixed framing (see package_length_*).",
+            scopes=FRAMING),
     Setting("package_length_type", "N", choice(*"cCsSnNlLvV"),
-            "Length field format, Swoole's pack codes."),
-    Setting("package_length_offset", 0, integer(0), "Offset of the length field."),
+            "Length field format, Swoole's pack codes.",
+            scopes=FRAMING),
+    Setting("package_length_offset", 0, integer(0), "Offset of the length field.",
+            scopes=FRAMING),
     Setting("package_body_offset", 0, integer(0),
-            "Bytes before the body; the length field counts from here."),
+            "Bytes before the body; the length field counts from here.",
+            scopes=FRAMING),
     Setting("package_length_func", None, optional_callable,
-            "callable(buffer) -> packet length, 0 = need more, -1 = bad (close)."),
+            "callable(buffer) -> packet length, 0 = need more, -1 = bad (close).",
+            scopes=FRAMING),
     Setting("package_max_length", 2 * MiB, integer(1),
             "Largest packet (HTTP body, WebSocket message); past it the connection is "
-            "closed (WebSocket: with close code 1009)."),
+            "closed (WebSocket: with close code 1009).",
+            scopes=FRAMING),
     # HTTP (gunicorn's names for the request limits)
     Setting("limit_request_line", 4094, integer(0),
             "Longest HTTP request line; past it the answer is 414.", cli="--limit-request-line"),
@@ -301,7 +346,8 @@ SETTINGS = [
             "a body that stalls for http_header_timeout is cut)."),
     Setting("http_keepalive_timeout", 5.0, seconds(),
             "Close a keep-alive connection idle this long between requests.",
-            cli="--keep-alive"),
+            cli="--keep-alive",
+            config_names=('keepalive',)),
     Setting("proxy_protocol", False, boolean,
             "Connections on stream ports start with a PROXY protocol header (v1 or v2, "
             "as HAProxy/AWS NLB send); the client address in it becomes the "
@@ -327,7 +373,8 @@ SETTINGS = [
             "Where uploaded files are written (default: the system temp dir)."),
     Setting("access_log", None, optional_text,
             "HTTP access log in the common log format: a file path, or '-' for stderr.",
-            cli="--access-log"),
+            cli="--access-log",
+            config_names=('accesslog',)),
     Setting("access_log_format", None, access_log_format,
             "Access-log line as a %-format over gunicorn's atoms (h l u t r s b f a T D "
             "L M p m U q H, %({header}i)s, %({header}o)s); default: the common log "
@@ -390,3 +437,8 @@ def table():
 
 if __name__ == "__main__":
     print(table())
+
+
+def names_in(scope):
+    """The names of the settings that may be set in ``scope``."""
+    return tuple(s.name for s in SETTINGS if scope in s.scopes)

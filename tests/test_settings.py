@@ -83,3 +83,22 @@ def test_second_server_on_the_same_port_fails_at_construction():
     first = gswoole.Server("127.0.0.1", 0)
     with pytest.raises(OSError, match="cannot bind"):
         gswoole.Server("127.0.0.1", first.port)
+
+
+def test_each_setting_declares_where_it_applies_and_its_type():
+    from gswoole import client, server
+    for setting in settings.SETTINGS:
+        assert set(setting.scopes) <= {"server", "port", "client"}, setting.name
+        if setting.cli:
+            assert setting.kind in (bool, int, float, str), setting.name
+    # The port's and the client's settings come from those declarations.
+    assert server.PORT_SETTINGS == settings.names_in("port")
+    assert set(client.FRAMING_KEYS) == set(settings.names_in("client"))
+    assert "package_eof" in settings.names_in("port") and "worker_num" not in server.PORT_SETTINGS
+
+
+def test_gunicorn_config_spellings_are_declared_with_their_setting():
+    from gswoole import cli
+    assert cli._CONFIG_ALIASES["keepalive"] == "http_keepalive_timeout"
+    assert cli._CONFIG_ALIASES["logconfig_dict"] == "log_config"
+    assert cli._CONFIG_ALIASES["workers"] == "worker_num"
