@@ -9,6 +9,22 @@ first use and made again in a forked child.
 import os
 
 
+def pid_alive(pid):
+    """False once process ``pid`` has exited (a zombie counts as exited:
+    it runs nothing, its parent just has not reaped it yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
 class per_process:
     """A lazy handle: ``handle()`` (or any attribute of it) gives this
     process's resource, creating it with ``factory()`` on first use in each

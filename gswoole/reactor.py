@@ -53,6 +53,7 @@ from .connection import (CLOSE, CLOSING, CONNECT, HOLD_CONFIRM, HOLD_DETACHED, H
                          HOLD_QUEUE, OPEN, PEER_EOF, RELEASED, SHUTDOWN, Connection)
 from .controls import Controls
 from .datagrams import DatagramPorts
+from .process import pid_alive
 from .sending import Sending
 from .stopping import Stopping
 from .transport import Transport
@@ -403,7 +404,7 @@ class Reactor(Sending, Closing, Stopping, Controls):
         ``patient``: the op itself waits (sendfile), so wait for its answer
         as long as the owner lives rather than the usual few seconds."""
         pid, worker_id = self.shared.owner_of(fd)
-        if not pid or pid == self.pid or getcurrent() is self.hub or not _alive(pid):
+        if not pid or pid == self.pid or getcurrent() is self.hub or not pid_alive(pid):
             return self._fail(fd, None) if default is False else default
         return self.route(pid, worker_id, op, *args, patient=patient)
 
@@ -481,13 +482,3 @@ class Reactor(Sending, Closing, Stopping, Controls):
                 sweep(self)
             except Exception:
                 log.exception("error in a connection sweep (worker #%d)", self.worker_id)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True

@@ -44,6 +44,8 @@ import sys
 import time
 import weakref
 
+from .process import pid_alive
+
 log = logging.getLogger("gswoole")
 
 WORD = struct.Struct("q")          # native: one 8-byte load/store, never byte by byte
@@ -262,21 +264,6 @@ def make_words(segment):
 
 # -- bucket locks ------------------------------------------------------------
 
-def _alive(pid):
-    """False once ``pid`` has exited (a zombie counts as exited)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _pause(spins):
     """Back off while another process holds a bucket lock (for microseconds,
     normally). In a process with a gevent hub only this greenlet waits."""
@@ -355,7 +342,7 @@ class SeqLocks:
                                    "%.0f s" % (holder, LOCK_TIMEOUT))
 
     def _take_from_dead(self, offset, word, holder):
-        if holder == _pid or _alive(holder):
+        if holder == _pid or pid_alive(holder):
             return False
         taken = (((word >> 32) + 1) & SEQ_MASK) << 32 | _pid
         if self.words.cas(offset, word, taken):

@@ -13,10 +13,8 @@ import socket
 import stat
 
 
-class SockType(int):
-    """A socket type: an int with Swoole's number, which prints as its name.
-    Being its own type lets ``Server()`` tell a socket type given where
-    Swoole's signature has the mode (the third argument)."""
+class NamedInt(int):
+    """An int with Swoole's number that prints as its name (``gswoole.SOCK_TCP``)."""
 
     def __new__(cls, value, name):
         self = int.__new__(cls, value)
@@ -25,6 +23,11 @@ class SockType(int):
 
     def __repr__(self):
         return "gswoole.%s" % self.name
+
+
+class SockType(NamedInt):
+    """A socket type. Being its own type lets ``Server()`` tell a socket type
+    given where Swoole's signature has the mode (the third argument)."""
 
 
 SOCK_TCP = SockType(1, "SOCK_TCP")

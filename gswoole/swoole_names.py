@@ -11,20 +11,14 @@ bound to there. tests/test_swoole_names.py walks the public methods of every
 server class and fails when one has no alias.
 """
 
+from .sockets import NamedInt
+
 # Server modes (Swoole's SWOOLE_BASE and SWOOLE_PROCESS, same numbers, so a
 # literal 2 copied from PHP means PROCESS here too).
 
 
-class ServerMode(int):
-    """An int that prints as its name (``gswoole.BASE``)."""
-
-    def __new__(cls, value, name):
-        self = int.__new__(cls, value)
-        self.name = name
-        return self
-
-    def __repr__(self):
-        return "gswoole.%s" % self.name
+class ServerMode(NamedInt):
+    """A server mode (``gswoole.BASE``, ``gswoole.PROCESS``)."""
 
 
 BASE = ServerMode(1, "BASE")

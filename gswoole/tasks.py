@@ -25,7 +25,7 @@ from greenlet import getcurrent, greenlet
 
 from . import errors, ipc
 from .errors import ServerStateError, TaskError
-from .reactor import _alive
+from .process import pid_alive
 from .usercode import call_user
 
 log = logging.getLogger("gswoole")
@@ -263,7 +263,7 @@ class Mailbox:
                     value, code = result.get(timeout=CALL_TIMEOUT)
                     break
                 except gevent.Timeout:
-                    if not (patient and _alive(pid)):
+                    if not (patient and pid_alive(pid)):
                         return errors.set_last_error(errors.SESSION_NOT_EXIST)
         finally:
             self._calls.pop(call_id, None)

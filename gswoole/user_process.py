@@ -118,9 +118,9 @@ class UserProcessRunner:
     # -- server methods inside a user process ------------------------------
 
     def _route(self, fd, op, *args, default=False, patient=False):
-        from .reactor import _alive
+        from .process import pid_alive
         pid, worker_id = self.context.shared.owner_of(fd)
-        if not pid or not _alive(pid):
+        if not pid or not pid_alive(pid):
             errors.set_last_error(errors.SESSION_NOT_EXIST)
             return default
         return self.mailbox.call(pid, worker_id, op, *args, patient=patient)

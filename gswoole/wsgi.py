@@ -15,7 +15,6 @@ import os
 import sys
 from urllib.parse import unquote_to_bytes
 
-from .http.parser import RequestParser
 from .http.server import ClientGone, _HttpProtocol
 from .http.writer import ResponseWriter
 from .http.server import Server as _HttpServer
@@ -91,6 +90,7 @@ class FileWrapper:
 
 class _WsgiProtocol(_HttpProtocol):
     handler_name = "WSGI app"
+    reads_upgrades = True      # environ["wsgi.websocket"] (see handle_upgrade)
 
     def __init__(self, host, setting, app, server_name, server_port):
         super().__init__(host, setting)
@@ -108,13 +108,6 @@ class _WsgiProtocol(_HttpProtocol):
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
         }
-
-    def splitter(self):
-        s = self.setting
-        return RequestParser(limit_request_line=s["limit_request_line"],
-                             limit_request_fields=s["limit_request_fields"],
-                             limit_request_field_size=s["limit_request_field_size"],
-                             max_body=s["package_max_length"], websocket=True)
 
     def handle(self, server, fd, reactor_id, event):
         if getattr(event, "websocket", False):

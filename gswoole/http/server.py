@@ -68,6 +68,7 @@ class _HttpProtocol:
     ``transports()``."""
 
     handler_name = "request callback"    # names the user's code in error logs
+    reads_upgrades = False     # the parser stops at a WebSocket upgrade (subclasses that take it)
 
     def __init__(self, host, setting, on_request=None):
         self.host = host
@@ -87,7 +88,7 @@ class _HttpProtocol:
         return RequestParser(limit_request_line=s["limit_request_line"],
                              limit_request_fields=s["limit_request_fields"],
                              limit_request_field_size=s["limit_request_field_size"],
-                             max_body=s["package_max_length"])
+                             max_body=s["package_max_length"], websocket=self.reads_upgrades)
 
     # -- per event (runs in the connection's greenlet) -----------------
 

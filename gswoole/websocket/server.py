@@ -35,7 +35,6 @@ import time
 
 from ..errors import ServerStateError, SESSION_NOT_EXIST, set_last_error
 from ..http.access import log_access
-from ..http.parser import RequestParser
 from ..http.request import Request
 from ..http.response import Response
 from ..http.server import ClientGone
@@ -65,6 +64,8 @@ def _payload(data, opcode):
 class _WebSocketProtocol(_HttpProtocol):
     """One worker's WebSocket (and plain HTTP) protocol over transports."""
 
+    reads_upgrades = True
+
     def __init__(self, host, setting, server, callbacks):
         super().__init__(host, setting, callbacks.get("request"))
         self.server = server
@@ -79,13 +80,6 @@ class _WebSocketProtocol(_HttpProtocol):
         host.remote_ops["websocket_frame_to"] = self._send_frame_local
         host.remote_ops["websocket_disconnect"] = self.disconnect
         host.remote_ops["websocket_is_established"] = self.is_established
-
-    def splitter(self):
-        s = self.setting
-        return RequestParser(limit_request_line=s["limit_request_line"],
-                             limit_request_fields=s["limit_request_fields"],
-                             limit_request_field_size=s["limit_request_field_size"],
-                             max_body=s["package_max_length"], websocket=True)
 
     # -- HTTP side: the upgrade -------------------------------------------
 
