@@ -89,6 +89,15 @@ def test_access_log_format_and_json_end_to_end(http_serve, tmp_path):
     assert record["path"] == "/j" and record["status"] == 200
 
 
+def test_access_log_header_atoms_come_from_the_request_and_the_response(http_serve, tmp_path):
+    log = tmp_path / "access.log"
+    srv = http_serve(HELLO, settings="access_log=%r, access_log_format=%r" % (
+        str(log), '"%(f)s" "%(a)s" %({x-id}i)s %({x-answer}o)s %({content-length}o)s'))
+    _get(srv.port, "/", "Referer: http://r/\r\nUser-Agent: ua/1\r\nX-Id: 7\r\n")
+    wait_until(lambda: log.exists() and log.read_text(), message="the access line")
+    assert log.read_text() == '"http://r/" "ua/1" 7 42 5\n'
+
+
 def test_log_config_and_role_on_records(serve, tmp_path):
     log_path = tmp_path / "app.log"
     config = {"version": 1, "disable_existing_loggers": False,

@@ -117,10 +117,17 @@ class _HttpProtocol:
             self._respond_failed(transport, parsed, writer)
         self._response_done(transport, parsed, writer)
         if self.access:
-            remote = transport.get_extra_info("peername")
-            log_access(remote[0] if isinstance(remote, tuple) else remote, started,
-                       parsed.method, parsed.raw_uri, "HTTP/%d.%d" % parsed.version,
-                       writer.code or "-", writer.sent)
+            self.log_request(transport, parsed, writer, started)
+
+    @staticmethod
+    def log_request(transport, parsed, writer, started):
+        """The request's access-log line, with its headers and the response's
+        for the {name}i, {name}o, f and a atoms."""
+        remote = transport.get_extra_info("peername")
+        log_access(remote[0] if isinstance(remote, tuple) else remote, started,
+                   parsed.method, parsed.raw_uri, "HTTP/%d.%d" % parsed.version,
+                   writer.code or "-", writer.sent, dict(parsed.headers),
+                   {str(name).lower(): str(value) for name, value in writer.headers_sent})
 
     def respond(self, transport, parsed, writer):
         """Run the handler for one request (Swoole's Request and Response)."""

@@ -134,7 +134,7 @@ class ResponseWriter:
     the connection has to close."""
 
     __slots__ = ("head_request", "version", "keep_alive", "code", "mode", "remaining",
-                 "sent", "excess", "started", "ended")
+                 "sent", "excess", "started", "ended", "_headers", "_extra")
 
     def __init__(self, method, version, keep_alive):
         self.head_request = method == "HEAD"
@@ -147,6 +147,7 @@ class ResponseWriter:
         self.excess = 0          # body bytes dropped past Content-Length
         self.started = False
         self.ended = False
+        self._headers = self._extra = ()
 
     @property
     def must_close(self):
@@ -221,7 +222,14 @@ class ResponseWriter:
         self.mode = mode
         self.keep_alive = keep_alive
         self.started = True
+        self._headers = kept
+        self._extra = extra
         return head
+
+    @property
+    def headers_sent(self):
+        """The header fields of the head (less Date and Server), as sent."""
+        return list(self._headers) + self._extra
 
     def body(self, data):
         """The bytes to send for ``data`` (bytes), a piece of the body."""

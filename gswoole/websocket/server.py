@@ -34,7 +34,6 @@ import logging
 import time
 
 from ..errors import ServerStateError, SESSION_NOT_EXIST, set_last_error
-from ..http.access import log_access
 from ..http.request import Request
 from ..http.response import Response
 from ..http.server import ClientGone
@@ -127,10 +126,7 @@ class _WebSocketProtocol(_HttpProtocol):
         finally:
             request.cleanup()
         if self.access:
-            remote = transport.get_extra_info("peername")
-            log_access(remote[0] if isinstance(remote, tuple) else remote, started,
-                       parsed.method, parsed.raw_uri, "HTTP/%d.%d" % parsed.version,
-                       writer.code or "-", writer.sent)
+            self.log_request(transport, parsed, writer, started)
         if reader is None or transport.is_closing():
             transport.close()
             return
