@@ -106,9 +106,9 @@ class Reactor(Sending, Closing, Stopping, Controls):
                                  self._open_count)
         self.datagrams = DatagramPorts(self)
         self.sendto = self.datagrams.sendto
-        self._buffer_limit = setting["buffer_output_size"]
-        self._high_water = self._buffer_limit // 2
-        self._low_water = self._buffer_limit // 4
+        self.buffer_limit = setting["buffer_output_size"]
+        self._high_water = self.buffer_limit // 2
+        self._low_water = self.buffer_limit // 4
         self.stopping = False
         self._all_closed = Event()
         self._clock_timer = self.loop.timer(1.0, 1.0)

@@ -43,11 +43,11 @@ class Sending:
         size = len(data)
         if conn.out_size or conn.corked:
             # Behind queued (or gathered) output: queue, to keep the order.
-            if conn.out_size + size > self._buffer_limit:
+            if conn.out_size + size > self.buffer_limit:
                 return self._overflow(conn, data)
             conn.queue_output(data)
         else:
-            if size > self._buffer_limit:
+            if size > self.buffer_limit:
                 return self._overflow(conn, data)
             try:
                 sent = conn.sock.send(data)
@@ -70,7 +70,7 @@ class Sending:
         must not lose part of a message (HTTP) uses. False if the connection
         went away or the peer did not read in time."""
         conn = self.conns.get(fd)
-        limit = self._buffer_limit
+        limit = self.buffer_limit
         if conn is None or conn.state != OPEN or conn.out_size + len(data) <= limit:
             return self.send(fd, data)
         if data.__class__ is not bytes:
@@ -109,10 +109,10 @@ class Sending:
 
     def _overflow(self, conn, data):
         size = len(data)
-        if size > self._buffer_limit:
+        if size > self.buffer_limit:
             log.warning("worker #%d: send of %d bytes to fd %d refused: larger than "
                         "buffer_output_size (%d)", self.worker_id, size, conn.fd,
-                        self._buffer_limit)
+                        self.buffer_limit)
             return errors.set_last_error(errors.DATA_LENGTH_TOO_LARGE)
         if not self.setting["send_yield"] or getcurrent() is self.hub:
             if not conn.warned:
@@ -120,10 +120,10 @@ class Sending:
                 log.warning("worker #%d: output buffer overflow on fd %d (%d bytes queued, "
                             "buffer_output_size %d): send() returns False (1009); the data "
                             "is not sent", self.worker_id, conn.fd, conn.out_size,
-                            self._buffer_limit)
+                            self.buffer_limit)
             return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW)
         deadline = time.monotonic() + self.setting["send_timeout"]
-        if not self._wait_output(conn, self._buffer_limit - size, deadline):
+        if not self._wait_output(conn, self.buffer_limit - size, deadline):
             return self._no_room(conn)
         conn.queue_output(data)
         self._start_writer(conn)
@@ -169,7 +169,7 @@ class Sending:
                     self._on_eof(conn, broken=True)
             if conn.out_size < before:
                 conn.write_progress = self.clock
-            if conn.output_room is not None and conn.out_size < self._buffer_limit:
+            if conn.output_room is not None and conn.out_size < self.buffer_limit:
                 conn.output_room.set()
             if conn.holds & HOLD_OUTPUT and conn.out_size <= self._low_water:
                 self.release_reading(conn, HOLD_OUTPUT)

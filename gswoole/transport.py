@@ -37,7 +37,10 @@ class Transport:
 
     def write(self, data):
         """Queue ``data`` (bytes) behind what is queued; True or False."""
-        return self._reactor.send_wait(self.fd, data)
+        reactor = self._reactor
+        if self._conn.out_size + len(data) <= reactor.buffer_limit:
+            return reactor.send(self.fd, data)    # room for it: send_wait's first step
+        return reactor.send_wait(self.fd, data)
 
     def send(self, data):
         """Queue ``data`` without ever waiting (for the hub's own timeouts):
@@ -110,8 +113,13 @@ class Transport:
         return self._conn.last_time
 
     def touch(self):
-        """A message was answered: idle timeouts count from now."""
-        self._conn.last_time = self._reactor.clock
+        """A message was answered: idle timeouts count from now. Returns
+        False (and does nothing) if the connection is already closing."""
+        conn = self._conn
+        if conn.state != OPEN:
+            return False
+        conn.last_time = self._reactor.clock
+        return True
 
     def get_extra_info(self, name, default=None):
         """'peername' (the remote address), 'server_port', 'socket' (the

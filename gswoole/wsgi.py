@@ -109,12 +109,6 @@ class _WsgiProtocol(_HttpProtocol):
             "wsgi.file_wrapper": FileWrapper,
         }
 
-    def handle(self, server, fd, reactor_id, event):
-        if getattr(event, "websocket", False):
-            self.handle_upgrade(self.host.transport(fd), event)
-        else:
-            super().handle(server, fd, reactor_id, event)
-
     def handle_upgrade(self, transport, parsed):
         """A WebSocket upgrade request. The app gets the connection's socket,
         taken out of the reactor: as ``wsgi.websocket`` (gevent-websocket's
@@ -263,15 +257,15 @@ class _Exchange:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response() called twice without exc_info")
-        _status_line(status, self.parsed.version)   # fail here, in the app's call
-        self.status = status
+        # (code, status line): checked here, so a bad status fails in the app's call
+        self.status = _status_line(status, self.parsed.version)
         self.headers = headers
         return self.write
 
     def _head(self, body_length):
         if self.status is None:
             raise AssertionError("the WSGI app returned without calling start_response()")
-        code, line = _status_line(self.status, self.parsed.version)
+        code, line = self.status
         return self.protocol.start(self.writer, code, line, self.headers, body_length)
 
     def write(self, data):

@@ -58,7 +58,10 @@ class FakeTransport:
         self.paused = False
 
     def touch(self):
+        if self.closed:
+            return False
         self.last_activity = self.host.clock
+        return True
 
     def get_extra_info(self, name, default=None):
         return {"peername": self.peer, "server_port": 80}.get(name, default)

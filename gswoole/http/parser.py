@@ -329,22 +329,34 @@ class RequestParser:
         return events
 
     def _feed_llhttp(self, data):
+        try:
+            self._hp.feed_data(data)      # the usual case: one call, no exception
+        except HttpParserUpgrade as exc:
+            self._feed_after_upgrade(data[exc.args[0]:])
+        except HttpParserError as exc:
+            if not self.closed:
+                self._fail(self._error or _llhttp_error(exc))
+            # else: llhttp's "data after Connection: close", or _StopParsing
+
+    def _feed_after_upgrade(self, data):
+        """llhttp stopped after an Upgrade request's headers: keep the rest for
+        the next protocol (a WebSocket upgrade) or go on parsing it."""
         hp = self._hp
         while True:
+            if self.upgraded:
+                self._keep_rest(data)
+                return
+            if self._resume is not None:
+                data = self._resume_framing + data
+            elif self.closed or not data:
+                return
             try:
                 hp.feed_data(data)
                 return
             except HttpParserUpgrade as exc:
-                # llhttp stops after an Upgrade request's headers; we don't
-                # upgrade, so go on with what follows (see _re_frame_upgrade).
+                # Another Upgrade request: go on with what follows (see
+                # _re_frame_upgrade).
                 data = data[exc.args[0]:]
-                if self.upgraded:
-                    self._keep_rest(data)
-                    return
-                if self._resume is not None:
-                    data = self._resume_framing + data
-                elif self.closed or not data:
-                    return
             except HttpParserError as exc:
                 if not self.closed:
                     self._fail(self._error or _llhttp_error(exc))
@@ -504,12 +516,12 @@ class RequestParser:
         has_body = chunked or bool(length)
         if expect and has_body:
             self._continue_pending = True
-        if hp.should_upgrade():
-            if has_body:
+        if has_body:
+            if hp.should_upgrade():
                 self._re_frame_upgrade(req, length)
-            elif self._websocket and method == "GET":
-                req.websocket = any(name == "upgrade" and "websocket" in value.lower()
-                                    for name, value in self._headers)
+        elif self._websocket and method == "GET" and hp.should_upgrade():
+            req.websocket = any(name == "upgrade" and "websocket" in value.lower()
+                                for name, value in self._headers)
 
     def on_body(self, chunk):
         self._progress = True

@@ -96,7 +96,10 @@ class _HttpProtocol:
         """The port's receive callback: one parser event of connection ``fd``."""
         transport = self.host.transport(fd)
         if event.__class__ is ParsedRequest:
-            self.handle_request(transport, event)
+            if event.websocket:    # only from parsers made with reads_upgrades
+                self.handle_upgrade(transport, event)
+            else:
+                self.handle_request(transport, event)
         elif event is CONTINUE:
             transport.write(CONTINUE_BYTES)
         else:
@@ -129,6 +132,12 @@ class _HttpProtocol:
                    writer.code or "-", writer.sent, dict(parsed.headers),
                    {str(name).lower(): str(value) for name, value in writer.headers_sent})
 
+    def handle_upgrade(self, transport, parsed):
+        """A WebSocket upgrade request: protocols with ``reads_upgrades`` take
+        it over; here (never reached: this parser does not stop at upgrades)
+        it would be an ordinary request."""
+        self.handle_request(transport, parsed)
+
     def respond(self, transport, parsed, writer):
         """Run the handler for one request (Swoole's Request and Response)."""
         remote = transport.get_extra_info("peername")
@@ -159,17 +168,18 @@ class _HttpProtocol:
     def _response_done(self, transport, parsed, writer):
         """After every request: report a handler's framing mistakes, restart
         the keep-alive clock, close the connection if the response ended it."""
+        remaining = writer.remaining
         if writer.excess:
             log.error("%s %s: the handler sent %d body bytes past its Content-Length; "
                       "they were not sent", parsed.method, parsed.raw_uri, writer.excess)
-        if writer.ended and writer.mode == LENGTH and writer.remaining:
+        if remaining and writer.ended and writer.mode == LENGTH:
             log.error("%s %s: the response body ended %d bytes short of its "
                       "Content-Length; closing the connection", parsed.method,
-                      parsed.raw_uri, writer.remaining)
-        if not transport.is_closing():
-            transport.touch()
-            if writer.must_close or not writer.ended:
-                transport.close()
+                      parsed.raw_uri, remaining)
+        # writer.must_close, spelled out: this runs once per request.
+        if transport.touch() and (not writer.keep_alive or not writer.ended
+                                  or (remaining and writer.mode == LENGTH)):
+            transport.close()
 
     # -- used by the response adapters -----------------------------------
 

@@ -133,21 +133,21 @@ class ResponseWriter:
     ``end(data)`` the last bytes. After ``end``, ``must_close`` says whether
     the connection has to close."""
 
-    __slots__ = ("head_request", "version", "keep_alive", "code", "mode", "remaining",
-                 "sent", "excess", "started", "ended", "_headers", "_extra")
+    # One writer is made per request: the class holds the starting values,
+    # and each instance stores only what it changes.
+    code = 0
+    mode = NO_BODY
+    remaining = 0            # LENGTH: bytes still owed
+    sent = 0                 # body bytes written (the access log's size)
+    excess = 0               # body bytes dropped past Content-Length
+    started = False
+    ended = False
+    _headers = _extra = ()
 
     def __init__(self, method, version, keep_alive):
         self.head_request = method == "HEAD"
         self.version = version
         self.keep_alive = keep_alive
-        self.code = 0
-        self.mode = NO_BODY
-        self.remaining = 0       # LENGTH: bytes still owed
-        self.sent = 0            # body bytes written (the access log's size)
-        self.excess = 0          # body bytes dropped past Content-Length
-        self.started = False
-        self.ended = False
-        self._headers = self._extra = ()
 
     @property
     def must_close(self):
@@ -166,12 +166,16 @@ class ResponseWriter:
         length = None
         close = False
         copy = False             # some header is interpreted rather than copied
+        kinds = _KINDS
         for name, value in headers:
-            kind = _kind(name)
+            kind = kinds.get(name)
+            if kind is None:
+                kind = _kind(name)
             if kind == _ORDINARY:
                 continue
             if kind == _CONTENT_LENGTH:
-                value = _content_length(value)
+                value = int(value) if value.__class__ is str and value.isdigit() \
+                    else _content_length(value)
                 if length is not None and value != length:
                     raise ValueError("two different Content-Length headers")
                 length = value
@@ -185,36 +189,38 @@ class ResponseWriter:
         kept = _without_hop_by_hop(headers, code) if copy else headers
 
         keep_alive = self.keep_alive and not close
+        http10 = self.version[1] == 0
         extra = []
-        if code < 200 or code == 204:
+        if code >= 200 and code != 204 and code != 304 and not self.head_request:
+            if length is not None:           # the usual case: the handler's own length
+                mode = LENGTH
+                self.remaining = length
+            elif body_length is not None:
+                mode = LENGTH
+                self.remaining = body_length
+                extra.append(("Content-Length", body_length))
+            elif not http10:
+                mode = CHUNKED
+                extra.append(("Transfer-Encoding", "chunked"))
+            else:
+                mode = UNTIL_CLOSE
+                keep_alive = False       # the close is what ends the body
+        elif code < 200 or code == 204:
             mode = NO_BODY
             if length is not None:
                 kept = [h for h in kept if _kind(h[0]) != _CONTENT_LENGTH]
-        elif code == 304 or self.head_request:
+        else:                            # 304, or an answer to HEAD
             mode = NO_BODY
-            if length is None:
-                if body_length is not None and code != 304:
+            if length is None and code != 304:
+                if body_length is not None:
                     extra.append(("Content-Length", body_length))
-                elif code != 304 and self.version >= (1, 1):
+                elif not http10:
                     extra.append(("Transfer-Encoding", "chunked"))
-        elif length is not None:
-            mode = LENGTH
-            self.remaining = length
-        elif body_length is not None:
-            mode = LENGTH
-            self.remaining = body_length
-            extra.append(("Content-Length", body_length))
-        elif self.version >= (1, 1):
-            mode = CHUNKED
-            extra.append(("Transfer-Encoding", "chunked"))
-        else:
-            mode = UNTIL_CLOSE
-            keep_alive = False       # the close is what ends the body
         if code == 101:
             extra.append(("Connection", "upgrade"))
         elif not keep_alive:
             extra.append(("Connection", "close"))
-        elif self.version < (1, 1):
+        elif http10:
             extra.append(("Connection", "keep-alive"))
         head = b"".join((status_line, date_line,
                          encode_headers(kept + extra if extra else kept), b"\r\n"))
@@ -253,6 +259,11 @@ class ResponseWriter:
     def end(self, data=b""):
         """The last bytes of the response (the rest of the body, the last chunk)."""
         self.ended = True
+        if self.mode == LENGTH and len(data) == self.remaining:
+            # The usual case, a whole body that fits its length: body() inlined.
+            self.remaining = 0
+            self.sent += len(data)
+            return data
         out = self.body(data) if data else b""
         if self.mode == CHUNKED:
             return out + LAST_CHUNK

@@ -82,12 +82,6 @@ class _WebSocketProtocol(_HttpProtocol):
 
     # -- HTTP side: the upgrade -------------------------------------------
 
-    def handle(self, server, fd, reactor_id, event):
-        if getattr(event, "websocket", False):
-            self.upgrade(self.host.transport(fd), event)
-        else:
-            super().handle(server, fd, reactor_id, event)
-
     def respond(self, transport, parsed, writer):
         if self.on_request is not None:
             return super().respond(transport, parsed, writer)
@@ -103,7 +97,7 @@ class _WebSocketProtocol(_HttpProtocol):
             if isinstance(remote, tuple) else (remote or "", 0, 0)
         return Request(parsed, transport.fd, client, self.upload_dir)
 
-    def upgrade(self, transport, parsed):
+    def handle_upgrade(self, transport, parsed):
         """A WebSocket upgrade request: answer it, and on a 101 switch the
         connection over and run ``open``. A refused upgrade closes the
         connection (what the client sent after the request is not HTTP)."""
