@@ -16,13 +16,14 @@ from .sync import Atomic, Lock
 from .table import Table
 from .user_process import Process
 from .sockets import (SOCK_TCP, SOCK_TCP6, SOCK_UDP, SOCK_UDP6, SOCK_UNIX_DGRAM,
-                      SOCK_UNIX_STREAM)
+                      SOCK_UNIX_STREAM, SSL)
 from .timers import Timer
 
 __all__ = [
     "__version__", "errors", "Server", "Timer", "per_process", "patch_all", "Client",
     "AsyncClient", "Table", "Atomic", "Lock", "Process",
     "SOCK_TCP", "SOCK_TCP6", "SOCK_UDP", "SOCK_UDP6", "SOCK_UNIX_STREAM", "SOCK_UNIX_DGRAM",
+    "SSL",
     "GSwooleError", "EventLoopError", "TaskError", "SettingError", "CallbackError",
     "ServerStateError",
 ]

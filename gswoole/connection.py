@@ -71,7 +71,7 @@ class Connection:
         "fd", "sock", "fileno", "listener", "remote", "connect_time", "last_time",
         "events", "busy", "state", "eof", "holds", "warned", "corked", "splitter",
         "reader", "writer", "out", "out_size", "output_room", "write_progress", "linger_timer",
-        "unsent", "transport", "on_readable", "_session",
+        "unsent", "transport", "on_readable", "tls", "_session",
     )
 
     def __init__(self, fd, sock, fileno, listener, remote, now):
@@ -100,6 +100,7 @@ class Connection:
         self.unsent = 0          # kernel send queue at the last linger check
         self.transport = None    # the protocols' view of it (transport.py), if a port has one
         self.on_readable = None  # the read watcher's callback, to restart it after a hold
+        self.tls = None          # TLS ports: the TlsLayer (tls.py); None on plaintext
         self._session = None
 
     def move(self, event):

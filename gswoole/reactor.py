@@ -50,8 +50,10 @@ from .closing import Closing
 from .connection import (CLOSE, CLOSING, CONNECT, HOLD_DONE, HOLD_QUEUE, OPEN, PEER_EOF,
                          RELEASED, SHUTDOWN, Connection)
 from .datagrams import DatagramPorts
+from .encryption import Encryption
 from .sending import Sending
 from .stopping import Stopping
+from .tls import refresh as refresh_tls_context
 from .transport import Transport
 
 log = logging.getLogger("gswoole")
@@ -62,7 +64,7 @@ MAX_SPARE_RUNNERS = 256
 _switch = greenlet.switch
 
 
-class Reactor(Sending, Closing, Stopping):
+class Reactor(Sending, Closing, Stopping, Encryption):
     """One worker's connections. Created in the worker after fork.
 
     ``server`` is passed through to callbacks untouched (it is the user's
@@ -80,6 +82,7 @@ class Reactor(Sending, Closing, Stopping):
         self.conns = {}
         self._lingering = set()      # released connections whose sockets are still open
         self._backlogged = set()     # connections with output waiting for the socket
+        self._handshaking = set()    # TLS connections not through their handshake yet
         self._ready = deque()        # connections with events and no runner yet
         self._kicked = False         # a _kick is scheduled for this loop iteration
         self._spare = []
@@ -109,6 +112,8 @@ class Reactor(Sending, Closing, Stopping):
         # Per-connection debug records (accept, release) only when asked for:
         # the level is set in the master before the fork and never changes.
         self._debug = log.isEnabledFor(logging.DEBUG)
+        if any(listener.is_ssl for listener in listeners):
+            self.stop_hooks.append(Encryption.abort_handshakes)
 
     # -- starting -------------------------------------------------------------
 
@@ -116,6 +121,9 @@ class Reactor(Sending, Closing, Stopping):
         """Bind this worker's own sockets (reuse_port) before workerStart runs,
         so clients queue in its backlog meanwhile instead of being refused."""
         self._sockets = self.acceptor.open(self.listeners)
+        for listener in self.listeners:
+            if listener.is_ssl:
+                refresh_tls_context(listener, self.worker_id)
 
     def start(self):
         for listener, sock in self._sockets:
@@ -163,7 +171,9 @@ class Reactor(Sending, Closing, Stopping):
         conn.reader = reader = self.loop.io(fileno, 1)
         conn.on_readable = self._on_read
         reader.start(self._on_read, conn)
-        if listener.on_connect is not None:
+        if listener.ssl_context is not None:
+            self._start_tls(conn)   # connect comes after the handshake
+        elif listener.on_connect is not None:
             conn.events.append(CONNECT)
             self.schedule(conn)
 
@@ -183,6 +193,10 @@ class Reactor(Sending, Closing, Stopping):
                 if conn.state != OPEN:
                     return  # closing: read and discard (see closing.py)
                 conn.last_time = self.clock
+                if conn.tls is not None:
+                    data = self._tls_read(conn, data)
+                    if not data:
+                        return
                 if conn.splitter is None:
                     conn.events.append(data)
                 else:
@@ -219,6 +233,9 @@ class Reactor(Sending, Closing, Stopping):
         return bool(packets)
 
     def _on_eof(self, conn, broken):
+        if conn.tls is not None and conn.tls.handshaking:
+            self._tls_abort(conn, "the peer left during the TLS handshake", logging.INFO)
+            return
         close_queued = conn.eof   # a half-closed HTTP connection already queued CLOSE
         conn.eof = True
         conn.reader.stop()
@@ -380,8 +397,11 @@ class Reactor(Sending, Closing, Stopping):
             if self.route is not None:
                 return self._routed(fd, "get_client_info", fd, default=None) or None
             return None
-        return conn.client_info(self.worker_id, conn.listener.port,
+        info = conn.client_info(self.worker_id, conn.listener.port,
                                 self.wall_clock - self.clock)
+        if conn.tls is not None:
+            info.update(conn.tls.info())
+        return info
 
     def get_client_list(self, start_fd=0, page_size=0):
         """Open fds above ``start_fd`` in ascending order; ``page_size`` 0 = all."""

@@ -20,6 +20,7 @@ from .master import Arbiter, daemonize, remove_pid_file, write_pid_file
 from .proctitle import set_title
 from .shared import SharedState
 from .sockets import SOCK_TCP, Listener
+from .tls import build_server_context
 from .timers import Timer
 from .task_worker import run_task_worker
 from .user_process import Process, run_user_process
@@ -67,7 +68,10 @@ def _packet_adapter(on_packet):
 # What a port may set for itself; everything else is server-wide.
 PORT_SETTINGS = ("open_eof_check", "open_eof_split", "package_eof", "open_length_check",
                  "package_length_type", "package_length_offset", "package_body_offset",
-                 "package_length_func", "package_max_length")
+                 "package_length_func", "package_max_length",
+                 "ssl_cert_file", "ssl_key_file", "ssl_ciphers", "ssl_min_version",
+                 "ssl_verify_peer", "ssl_client_cert_file", "ssl_sni_certs",
+                 "ssl_alpn_protocols", "ssl_handshake_timeout")
 PORT_EVENTS = ("connect", "receive", "close", "packet")
 
 
@@ -84,7 +88,7 @@ class Port:
         self._callbacks = {}
 
     def set(self, *args, **kwargs):
-        """Framing for this port only (the framing settings); validated at once."""
+        """Framing and TLS for this port only (PORT_SETTINGS); validated at once."""
         values = dict(args[0]) if args else {}
         values.update(kwargs)
         for name in values:
@@ -211,6 +215,10 @@ class Server:
                     listener.splitter_factory = make_splitter(setting)
                 except ValueError as exc:
                     raise SettingError("port %s: %s" % (listener.describe(), exc)) from None
+                if listener.is_ssl:
+                    # Built here, in the master, so a bad certificate fails start().
+                    listener.ssl_setting = setting
+                    listener.ssl_context = build_server_context(setting, listener.describe())
             else:
                 packet = callbacks.get("packet")
                 if packet is None:

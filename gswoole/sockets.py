@@ -19,6 +19,10 @@ SOCK_UDP6 = 4
 SOCK_UNIX_DGRAM = 5
 SOCK_UNIX_STREAM = 6
 
+# A flag on a stream socket type (Swoole's SWOOLE_SSL): SOCK_TCP | SSL is a
+# TLS port (docs/tls.md).
+SSL = 512
+
 _FAMILY = {
     SOCK_TCP: (socket.AF_INET, socket.SOCK_STREAM),
     SOCK_TCP6: (socket.AF_INET6, socket.SOCK_STREAM),
@@ -38,12 +42,17 @@ class Listener:
     worker binds a socket of its own with ``open_worker_socket()``."""
 
     def __init__(self, host, port, sock_type):
-        if sock_type not in _FAMILY:
+        base = sock_type & ~SSL
+        if base not in _FAMILY:
             raise ValueError("unknown sock_type %r" % (sock_type,))
         self.host = host
         self.sock_type = sock_type
-        self.family, self.type = _FAMILY[sock_type]
+        self.family, self.type = _FAMILY[base]
         self.is_stream = self.type == socket.SOCK_STREAM
+        self.is_ssl = bool(sock_type & SSL)
+        if self.is_ssl and not self.is_stream:
+            raise ValueError("gswoole.SSL is for stream sockets (SOCK_TCP, SOCK_TCP6, "
+                             "SOCK_UNIX_STREAM), not sock_type %r" % (base,))
         self.is_tcp = self.family in (socket.AF_INET, socket.AF_INET6)
         self.reuse_port = False
         # Set at start() from the server's and this port's configuration:
@@ -51,6 +60,8 @@ class Listener:
         self.half_close = False        # EOF still lets queued events answer (HTTP)
         self.on_connect = self.on_receive = self.on_close = None
         self.protocol = None           # the protocol object of the port (HTTP), if any
+        self.ssl_context = None        # TLS ports: the server SSLContext (tls.py)
+        self.ssl_setting = None        # ... and the settings it was built from
         self.sock = self._bind(port, reuse_port=False)
         if self.is_stream:
             self.sock.listen(128)   # start() sets the configured backlog

@@ -11,9 +11,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gswoole"
 
 SANS_IO = ["framing.py", "http/parser.py", "http/writer.py", "http/forms.py", "settings.py",
-           "callbacks.py", "errors.py"]
+           "callbacks.py", "errors.py", "tls.py"]
 LOW_LEVEL = ["reactor.py", "connection.py", "acceptor.py", "datagrams.py", "sending.py",
-             "closing.py", "stopping.py", "transport.py", "http/writer.py", "framing.py", "http/parser.py", "ipc.py",
+             "closing.py", "stopping.py", "transport.py", "encryption.py", "tls.py", "http/writer.py", "framing.py", "http/parser.py", "ipc.py",
              "shm.py", "table.py", "sync.py", "user_process.py",
              "channels.py", "shared.py", "timers.py", "tasks.py", "worker.py",
              "task_worker.py", "master.py", "sockets.py"]
