@@ -166,18 +166,25 @@ def _takes_no_arguments(fn):
 
 def build_server(target, values, binds):
     from .server import Server
+    from .sockets import SSL
     from .wsgi import Server as WsgiServer
+    # --certfile (gunicorn's meaning): every address gswoole-serve binds is TLS.
+    tls = SSL if values.get("ssl_cert_file") else 0
     if isinstance(target, Server):
         if binds:
             raise UsageError("--bind cannot move a Server that TARGET already created; "
                              "give its address in the code, or let TARGET be a WSGI app")
+        if tls and not any(port.sock_type & SSL for port in target.ports):
+            raise UsageError("--certfile: the Server that TARGET created has no TLS port; "
+                             "create it with sock_type gswoole.SOCK_TCP | gswoole.SSL")
         server = target
     else:
         binds = binds or ["127.0.0.1:8000"]
         host, port, sock_type = parse_bind(binds[0])
-        server = WsgiServer(target, host, port, sock_type)
+        server = WsgiServer(target, host, port, sock_type | tls)
         for address in binds[1:]:
-            server.listen(*parse_bind(address))
+            host, port, sock_type = parse_bind(address)
+            server.listen(host, port, sock_type | tls)
     server.set(values)
     return server
 
