@@ -26,10 +26,10 @@ LISTENING = re.compile(r"on 127\.0\.0\.1:(\d+)")
 EXAMPLES = ["echo", "send_then_close", "ack_close", "ordering", "state", "sessions",
             "per_process", "callback_styles", "event_loop_error", "process_model", "timers",
             "send_errors", "http_hello", "http_framing", "flask_app", "line_protocol",
-            "rpc_client", "udp_echo", "async_client", "shared_memory"]
+            "rpc_client", "udp_echo", "async_client", "shared_memory", "tls_echo"]
 
 # Examples that need a package outside gswoole's own requirements.
-REQUIRES = {"flask_app": "flask"}
+REQUIRES = {"flask_app": "flask", "tls_echo": "trustme"}
 
 
 def echo_client(port):

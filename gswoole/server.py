@@ -20,7 +20,7 @@ from .master import Arbiter, daemonize, remove_pid_file, write_pid_file
 from .proctitle import set_title
 from .shared import SharedState
 from .sockets import SOCK_TCP, Listener
-from .tls import build_server_context
+from .tls import build_server_context, files_stamp
 from .timers import Timer
 from .task_worker import run_task_worker
 from .user_process import Process, run_user_process
@@ -218,6 +218,7 @@ class Server:
                 if listener.is_ssl:
                     # Built here, in the master, so a bad certificate fails start().
                     listener.ssl_setting = setting
+                    listener.ssl_stamp = files_stamp(setting)
                     listener.ssl_context = build_server_context(setting, listener.describe())
             else:
                 packet = callbacks.get("packet")

@@ -62,6 +62,7 @@ class Listener:
         self.protocol = None           # the protocol object of the port (HTTP), if any
         self.ssl_context = None        # TLS ports: the server SSLContext (tls.py)
         self.ssl_setting = None        # ... and the settings it was built from
+        self.ssl_stamp = None          # ... and its files' mtimes then (tls.refresh)
         self.sock = self._bind(port, reuse_port=False)
         if self.is_stream:
             self.sock.listen(128)   # start() sets the configured backlog

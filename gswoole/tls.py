@@ -11,12 +11,13 @@ call here ever waits for the network, and a client that stalls mid-handshake
 costs its own connection only.
 
 Contexts are built in the master before the workers fork, so a missing or
-wrong certificate fails ``start()``; each new worker builds them again
-(``refresh``), so a worker started by a reload (SIGUSR1) serves the
-certificate files as they are now.
+wrong certificate fails ``start()``; a new worker builds them again if the
+files changed since (``refresh``), so a worker started by a reload (SIGUSR1)
+serves the certificate files as they are now.
 """
 
 import logging
+import os
 import ssl
 
 from .errors import SettingError
@@ -71,12 +72,37 @@ def build_server_context(setting, where):
     return context
 
 
+def files_stamp(setting):
+    """What tells whether the port's certificate files changed: their
+    (path, mtime, size)."""
+    paths = [setting["ssl_cert_file"], setting["ssl_key_file"],
+             setting["ssl_client_cert_file"]]
+    for files in (setting["ssl_sni_certs"] or {}).values():
+        paths += [files["ssl_cert_file"], files["ssl_key_file"]]
+    stamp = []
+    for path in paths:
+        if path:
+            try:
+                info = os.stat(path)
+                stamp.append((path, info.st_mtime_ns, info.st_size))
+            except OSError:
+                stamp.append((path, None, None))
+    return stamp
+
+
 def refresh(listener, worker_id):
-    """In a new worker: build the port's context again from the files (a
-    reload picks up renewed certificates). If that fails the worker keeps
-    the context it inherited, and says so."""
+    """In a new worker: if the port's certificate files changed since the
+    context was built, build it again (so a reload picks up renewed
+    certificates). If that fails the worker keeps the context it inherited,
+    and says so."""
+    stamp = files_stamp(listener.ssl_setting)
+    if stamp == listener.ssl_stamp:
+        return
     try:
         listener.ssl_context = build_server_context(listener.ssl_setting, listener.describe())
+        listener.ssl_stamp = stamp
+        log.info("worker #%d: TLS port %s: reloaded its certificate files", worker_id,
+                 listener.describe())
     except SettingError as exc:
         log.error("worker #%d: %s; serving the certificate loaded at start", worker_id, exc)
 
