@@ -3,6 +3,8 @@
 import http.client
 import json
 import os
+import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -368,3 +370,33 @@ gevent.wait()
     out = subprocess.run([sys.executable, "-c", script, str(srv.port), pki.ca_file],
                          capture_output=True, text=True, timeout=30).stdout
     assert out.split() == ["GOT", "async", "CLOSED"]
+
+
+def test_reload_serves_renewed_certificate_files(serve, pki, tmp_path):
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    shutil.copy(pki.cert, cert)
+    shutil.copy(pki.key, key)
+    srv = serve("import json\n" + ECHO, sock_type=TLS_PORT,
+                settings="ssl_cert_file=%r, ssl_key_file=%r" % (cert, key))
+
+    def served_names():
+        with tls_connect(pki, srv.port, host="localhost") as conn:
+            return [v for k, v in conn.getpeercert()["subjectAltName"]]
+
+    assert "127.0.0.1" in served_names()
+    renewed = pki.ca.issue_cert("localhost")   # same CA, no IP address this time
+    renewed.cert_chain_pems[0].write_to_path(cert + ".new")
+    renewed.private_key_pem.write_to_path(key + ".new")
+    os.replace(key + ".new", key)
+    os.replace(cert + ".new", cert)
+    srv.signal(signal.SIGUSR1)
+    srv.wait_line(r"reloaded its certificate files", stream="err")
+    wait_until(lambda: served_names() == ["localhost"], message="the renewed certificate")
+    # A broken renewal: the next worker keeps the certificate it inherited.
+    with open(key, "w") as f:
+        f.write("not a key")
+    srv.signal(signal.SIGUSR1)
+    srv.wait_line(r"serving the certificate loaded at start", stream="err")
+    with tls_connect(pki, srv.port) as conn:
+        conn.sendall(b"still")
+        assert conn.recv(100) == b"still"
