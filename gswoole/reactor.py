@@ -234,7 +234,9 @@ class Reactor(Sending, Closing, Stopping, Encryption):
 
     def _on_eof(self, conn, broken):
         if conn.tls is not None and conn.tls.handshaking:
-            self._tls_abort(conn, "the peer left during the TLS handshake", logging.INFO)
+            # A connect-and-close without a byte (a TCP health check) is no news.
+            self._tls_abort(conn, "the peer left during the TLS handshake",
+                            logging.INFO if conn.tls.started else logging.DEBUG)
             return
         close_queued = conn.eof   # a half-closed HTTP connection already queued CLOSE
         conn.eof = True

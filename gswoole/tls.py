@@ -32,8 +32,11 @@ _WANT = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 def _base_context(setting):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _MIN_VERSION[setting["ssl_min_version"]]
-    # No TLS-level compression (CRIME), prefer the server's cipher order.
-    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    # No TLS-level compression (CRIME), the server's cipher order, and no
+    # TLS 1.2 renegotiation (a CPU sink for a client to pull on, and a write
+    # could then find the session busy mid-handshake).
+    context.options |= (ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+                        | ssl.OP_NO_RENEGOTIATION)
     if setting["ssl_ciphers"]:
         context.set_ciphers(setting["ssl_ciphers"])
     verify = setting["ssl_verify_peer"]
@@ -119,7 +122,7 @@ class TlsLayer:
     holds plaintext sent meanwhile (written once the keys exist)."""
 
     __slots__ = ("_in", "_out", "_obj", "handshaking", "pending", "timer", "closed",
-                 "broken")
+                 "broken", "started")
 
     def __init__(self, context):
         self._in = ssl.MemoryBIO()
@@ -130,6 +133,7 @@ class TlsLayer:
         self.timer = None          # the reactor's handshake timeout, while handshaking
         self.closed = False        # the peer sent close_notify
         self.broken = False        # a TLS error: nothing more can be sent
+        self.started = False       # the peer sent something of a handshake
 
     def feed(self, data):
         """Ciphertext in; plaintext out (b"" if none is complete yet).
@@ -140,6 +144,7 @@ class TlsLayer:
         chunks = []
         try:
             if self.handshaking:
+                self.started = True
                 try:
                     obj.do_handshake()
                 except _WANT:

@@ -216,8 +216,9 @@ def test_stalled_handshakes_do_not_hold_up_a_normal_client(serve, pki):
         hello = _client_hello(pki)
         for i in range(20):
             sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-            if i % 2:
-                sock.sendall(hello[:len(hello) // 2])   # half a ClientHello, then nothing
+            # Nothing, half a ClientHello, or all of it (the server answers and
+            # waits for the client's Finished); then silence.
+            sock.sendall((b"", hello[:len(hello) // 2], hello)[i % 3])
             stalled.append(sock)
         started = time.monotonic()
         with tls_connect(pki, srv.port) as conn:
@@ -400,3 +401,16 @@ def test_reload_serves_renewed_certificate_files(serve, pki, tmp_path):
     with tls_connect(pki, srv.port) as conn:
         conn.sendall(b"still")
         assert conn.recv(100) == b"still"
+
+
+def test_cert_reqs_values_and_bad_tls_settings():
+    from gswoole import settings
+    assert settings.validate("ssl_verify_peer", "2") is True
+    assert settings.validate("ssl_verify_peer", 1) == "optional"
+    assert settings.validate("ssl_verify_peer", "0") is False
+    with pytest.raises(settings.SettingError, match="ssl_verify_peer"):
+        settings.validate("ssl_verify_peer", 3)
+    with pytest.raises(settings.SettingError, match="no such file"):
+        settings.validate("ssl_cert_file", "/nonexistent/cert.pem")
+    with pytest.raises(settings.SettingError, match="ssl_min_version"):
+        settings.validate("ssl_min_version", "TLSv1.0")
