@@ -18,6 +18,9 @@ pay one attribute test per read and per send and nothing more.
   behind the queue). Sends made during the handshake wait in the layer.
 * Close: close_notify goes out before our FIN (closing.py), then the usual
   lingering close. ``sendfile`` becomes ordinary reads and sends.
+* Stopping: a graceful stop lets handshakes in progress finish (the
+  client is about to send a request), within ssl_handshake_timeout and
+  max_wait_time.
 * Failure: a plaintext request, a bad record or a refused certificate closes
   the connection with one log line; the worker carries on. A connection
   whose handshake never completed closes without ``connect``/``close``
@@ -53,12 +56,6 @@ class Encryption:
         if conn in self._handshaking:
             self._tls_abort(conn, "TLS handshake not finished within %gs" % timeout,
                             logging.INFO)
-
-    def abort_handshakes(self):
-        """Graceful stop: connections still in their handshake have asked for
-        nothing yet; close them now rather than wait for them."""
-        for conn in list(self._handshaking):
-            self._tls_abort(conn, "stopping during the TLS handshake", logging.DEBUG)
 
     # -- reading (hub) ---------------------------------------------------------
 

@@ -112,8 +112,6 @@ class Reactor(Sending, Closing, Stopping, Encryption):
         # Per-connection debug records (accept, release) only when asked for:
         # the level is set in the master before the fork and never changes.
         self._debug = log.isEnabledFor(logging.DEBUG)
-        if any(listener.is_ssl for listener in listeners):
-            self.stop_hooks.append(Encryption.abort_handshakes)
 
     # -- starting -------------------------------------------------------------
 
