@@ -414,3 +414,33 @@ def test_cert_reqs_values_and_bad_tls_settings():
         settings.validate("ssl_cert_file", "/nonexistent/cert.pem")
     with pytest.raises(settings.SettingError, match="ssl_min_version"):
         settings.validate("ssl_min_version", "TLSv1.0")
+
+
+def test_rolling_reloads_under_https_keep_alive_load_lose_no_request(serve, pki):
+    from test_http_reload import APP, KeepAliveLoad
+
+    class HttpsLoad(KeepAliveLoad):
+        def __init__(self, port, context):
+            self.context = context
+            super().__init__(port)
+
+        def _connect(self):
+            raw = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            return self.context.wrap_socket(raw, server_hostname="localhost")
+
+    app = APP.replace('"127.0.0.1", 0)', '"127.0.0.1", 0, gswoole.SOCK_TCP | gswoole.SSL)')
+    srv = serve(app.format(settings=", " + pki.settings()), raw=True)
+    load = HttpsLoad(srv.port, pki.client_context())
+    try:
+        wait_until(lambda: load.answered > 50, message="load running")
+        for _ in range(3):
+            before = set(srv.children())
+            srv.signal(signal.SIGHUP)
+            wait_until(lambda: len(srv.children()) == 2 and not set(srv.children()) & before,
+                       timeout=20, message="workers replaced")
+        answered = load.answered
+        wait_until(lambda: load.answered > answered + 50, message="serving after the reloads")
+    finally:
+        load.stop()
+    assert not load.lost, load.lost[:5]
+    assert load.reconnects > 0
