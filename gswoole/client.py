@@ -217,8 +217,14 @@ class _ClientBase:
 
     def _tls_context(self):
         setting = self.setting
-        cafile = setting.get("ssl_cafile")
-        context = gevent_ssl.create_default_context(cafile=cafile)
+        # gevent's SSLContext makes cooperative sockets (its
+        # create_default_context would make the standard library's,
+        # which block the whole hub in a handshake).
+        context = gevent_ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if setting.get("ssl_cafile"):
+            context.load_verify_locations(cafile=setting["ssl_cafile"])
+        else:
+            context.load_default_certs()
         if not setting.get("ssl_verify_peer", True):
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -233,14 +239,21 @@ class _ClientBase:
         if not self._tls:
             return sock
         try:
-            wrapped = self._tls_context().wrap_socket(
-                sock, server_hostname=self.setting.get("ssl_host_name") or host,
-                do_handshake_on_connect=False)
+            context = self._tls_context()
         except ssl.SSLError:
             raise
         except (OSError, ValueError) as exc:   # a certificate file that does not load
             raise ssl.SSLError("cannot load the client's TLS files: %s" % exc) from None
-        _timed(self._io_timeout, wrapped.do_handshake)
+        # The TLS socket takes the connection over (the plain one is detached).
+        wrapped = context.wrap_socket(sock, server_hostname=self.setting.get("ssl_host_name")
+                                      or host, do_handshake_on_connect=False)
+        if self._sock is sock:
+            self._sock = wrapped   # AsyncClient: close() during the handshake reaches it
+        try:
+            _timed(self._io_timeout, wrapped.do_handshake)
+        except BaseException:
+            wrapped.close()
+            raise
         return wrapped
 
     def _drop_socket(self):

@@ -444,3 +444,27 @@ def test_rolling_reloads_under_https_keep_alive_load_lose_no_request(serve, pki)
         load.stop()
     assert not load.lost, load.lost[:5]
     assert load.reconnects > 0
+
+
+def test_async_client_closed_during_a_stalled_handshake(pki):
+    # A listener that accepts and never answers: the handshake stalls until
+    # close() ends it, with one 'close' and no 'error'.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        script = """
+import sys, gevent, gswoole
+client = gswoole.AsyncClient(gswoole.SOCK_TCP | gswoole.SSL)
+client.on("connect", lambda c: print("CONNECT"))
+client.on("receive", lambda c, data: None)
+client.on("error", lambda c: print("ERROR", c.errCode))
+client.on("close", lambda c: print("CLOSED"))
+client.connect("127.0.0.1", int(sys.argv[1]), timeout=-1)
+gevent.sleep(0.3)
+client.close()
+gevent.wait(timeout=5)
+print("DONE")
+"""
+        out = subprocess.run([sys.executable, "-c", script, str(listener.getsockname()[1])],
+                             capture_output=True, text=True, timeout=30).stdout
+    assert out.split() == ["CLOSED", "DONE"]
