@@ -14,7 +14,9 @@ sits this round out). Round "tls": HTTPS, one worker pinned as in round
 one, gswoole (gswoole-serve --certfile) against uvicorn (--ssl-certfile) and
 granian (--ssl-certificate, WSGI), keep-alive; then a second wrk run with
 ``Connection: close`` gives the rate of new TLS connections (one handshake
-per request) beside it. The certificate is made with trustme for the run.
+per request) beside it, and the server's CPU time per request and per new
+connection (steadier than the rates on a shared machine). The certificate
+is made with trustme for the run.
 With --turns N the servers take N turns each and the medians are printed.
 wrk, gunicorn, uvicorn, uvloop, httptools, granian and trustme are installed
 first if missing. Default: all three rounds.
@@ -328,8 +330,14 @@ def measure(procs, kind, workers, server_cpus, wrk_cpus, args, tls=None):
         # In cores: others = what the rest of the machine took meanwhile.
         result["cpu"] = (server_cpu, wrk_cpu, max(0.0, machine_cpu - server_cpu - wrk_cpu))
         if https:
+            # On a shared machine the rates swing with the neighbours; the
+            # server's CPU time per request or per connection swings less.
+            result["us_per_request"] = server_cpu * 1e6 / result["rate"]
+            before, start = cpu_seconds(server.pid), time.monotonic()
             fresh = run_wrk(procs, port, args.seconds, wrk_cpus, tls=True, close=True)
+            after, elapsed = cpu_seconds(server.pid), time.monotonic() - start
             result["handshakes"] = fresh["rate"]
+            result["us_per_connection"] = (after[0] - before[0]) / elapsed * 1e6 / fresh["rate"]
             result["handshake_errors"] = errors_of(fresh)
         if server.poll() is not None:
             raise BenchError("%s exited with code %d during the run"
@@ -359,7 +367,8 @@ def combine(turns):
     rates = [turn["rate"] for turn in turns]
     extra = {}
     if "handshakes" in turns[0]:
-        extra["handshakes"] = statistics.median(turn["handshakes"] for turn in turns)
+        for key in ("handshakes", "us_per_request", "us_per_connection"):
+            extra[key] = statistics.median(turn[key] for turn in turns)
         extra["handshake_errors"] = "; ".join(t["handshake_errors"] for t in turns
                                               if t["handshake_errors"])
     return dict(extra, **{
@@ -391,6 +400,8 @@ def print_table(results, turns):
                   % ("", format(round(result["handshakes"]), ","),
                      "; errors: " + result["handshake_errors"]
                      if result["handshake_errors"] else ""))
+            print("  %-26s server CPU: %.0f us per keep-alive request, %.0f us per new "
+                  "connection" % ("", result["us_per_request"], result["us_per_connection"]))
 
 
 def print_ratios(results):
@@ -403,7 +414,10 @@ def print_ratios(results):
         if kind != "gswoole" and "rate" in result:
             print("  gswoole/%-17s req/s %5.2fx   p99 %5.2fx%s"
                   % (kind, ours["rate"] / result["rate"], ours["p99_ms"] / result["p99_ms"],
-                     "   new TLS connections/s %5.2fx" % (ours["handshakes"] / result["handshakes"])
+                     "   new TLS connections/s %5.2fx   CPU per request %5.2fx   per connection "
+                     "%5.2fx" % (ours["handshakes"] / result["handshakes"],
+                                 ours["us_per_request"] / result["us_per_request"],
+                                 ours["us_per_connection"] / result["us_per_connection"])
                      if result.get("handshakes") and "handshakes" in ours else ""))
     print()
     targets = (  # peer, figure, sense, what

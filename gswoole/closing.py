@@ -5,9 +5,10 @@ behind whatever its greenlet is running; once the callback has run, the
 session is released (``_release``) and the socket finishes on its own: queued
 output is flushed (bounded by ``send_timeout``), then our FIN goes out and
 the socket keeps being read and discarded for ``linger_time`` (nginx's
-lingering close). On a TLS connection the FIN follows a close_notify. Closing with unread input would make the kernel send an
-RST, and an RST can destroy the tail of a response still sitting unread in
-the client's receive buffer. The linger re-arms while the kernel is still
+lingering close). On a TLS connection the FIN follows a close_notify.
+Closing with unread input would make the kernel send an RST, and an RST can
+destroy the tail of a response still sitting unread in the client's receive
+buffer. The linger re-arms while the kernel is still
 draining our output to a slow reader.
 
 ``Closing`` is a part of ``Reactor`` (reactor.py), kept in its own module.

@@ -70,7 +70,9 @@ class Encryption:
             self._tls_broken(conn, exc)
             return None
         reply = tls.outgoing()
-        if reply and not self._write_raw(conn, reply):
+        # Written before anything the application sends (the keys come
+        # with it); a handshake whose last flight cannot go out never happened.
+        if reply and not self._write_raw(conn, reply, in_handshake=handshaking):
             return None
         if handshaking and not tls.handshaking:
             self._handshake_done(conn)
@@ -172,7 +174,7 @@ class Encryption:
             self.hold_reading(conn, HOLD_OUTPUT)
         return True
 
-    def _write_raw(self, conn, data):
+    def _write_raw(self, conn, data, in_handshake=False):
         """Write bytes as they are, behind what is queued. False if the socket
         broke (the connection is then ending)."""
         if conn.out_size or conn.corked:
@@ -183,7 +185,10 @@ class Encryption:
         except BlockingIOError:
             sent = 0
         except OSError:
-            self._on_eof(conn, broken=True)
+            if in_handshake:
+                self._tls_abort(conn, "the peer left during the TLS handshake", logging.INFO)
+            else:
+                self._on_eof(conn, broken=True)
             return False
         if sent < len(data):
             conn.queue_output(memoryview(data)[sent:] if sent else data)
