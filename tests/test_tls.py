@@ -133,6 +133,8 @@ server.on("start", lambda s: emit("READY", s.port, s.master_pid))
 def request(req, resp):
     if req.server["request_uri"] == "/file":
         resp.sendfile(__file__)
+    elif req.server["request_uri"] == "/upload":
+        resp.end(str(len(req.getContent())))
     else:
         resp.end(req.server.get("https", "off") + " " + str(req.server["server_port"]))
 server.on("request", request)
@@ -154,6 +156,8 @@ def test_http_keep_alive_and_sendfile_over_tls(serve, pki):
         conn.request("GET", "/file")
         response = conn.getresponse()
         assert response.read() == open(srv.path, "rb").read()
+        conn.request("POST", "/upload", body=os.urandom(1000000))
+        assert conn.getresponse().read() == b"1000000"
         assert conn.sock is sock    # one connection throughout: keep-alive
     finally:
         conn.close()
@@ -305,26 +309,50 @@ except gswoole.SettingError as exc:
     assert "needs ssl_cert_file and ssl_key_file" in out.stdout
 
 
-def test_gswoole_serve_certfile(tmp_path, pki):
+@pytest.mark.parametrize("client_certs", [False, True])
+def test_gswoole_serve_certfile(tmp_path, pki, client_certs):
     (tmp_path / "myapp.py").write_text(APP_FILE + """
 def scheme(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [("%s %s" % (environ["wsgi.url_scheme"], environ.get("HTTPS"))).encode()]
 """)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    extra = ["--ca-certs", pki.ca_file, "--cert-reqs", "2"] if client_certs else []
     proc = subprocess.Popen([sys.executable, "-m", "gswoole", "myapp:scheme", "--bind",
                              "127.0.0.1:0", "-w", "1", "--certfile", pki.cert, "--keyfile",
-                             pki.key], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             pki.key] + extra, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
         port = _port_of(proc)
-        conn = http.client.HTTPSConnection("localhost", port, timeout=10,
-                                           context=pki.client_context())
+        context = pki.client_context()
+        if client_certs:
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                refused = http.client.HTTPSConnection("localhost", port, timeout=10,
+                                                      context=pki.client_context())
+                refused.request("GET", "/")
+                refused.getresponse().read()
+            context.load_cert_chain(pki.client_cert, pki.client_key)
+        conn = http.client.HTTPSConnection("localhost", port, timeout=10, context=context)
         conn.request("GET", "/")
         assert conn.getresponse().read() == b"https on"
         conn.close()
     finally:
         _reap(proc)
+
+
+def test_min_version_and_ciphers(serve, pki):
+    srv = serve("import json\n" + ECHO, sock_type=TLS_PORT, settings=pki.settings(
+        "ssl_min_version='TLSv1.3'"))
+    old = pki.client_context(maximum_version=ssl.TLSVersion.TLSv1_2)
+    with pytest.raises(ssl.SSLError):
+        tls_connect(pki, srv.port, context=old)
+    with tls_connect(pki, srv.port) as conn:
+        assert conn.version() == "TLSv1.3"
+    srv = serve("import json\n" + ECHO, sock_type=TLS_PORT, settings=pki.settings(
+        "ssl_ciphers='ECDHE+AESGCM'"))
+    with tls_connect(pki, srv.port, context=pki.client_context(
+            maximum_version=ssl.TLSVersion.TLSv1_2)) as conn:
+        assert conn.version() == "TLSv1.2" and "GCM" in conn.cipher()[0]
 
 
 def test_client_verifies_and_refuses_a_wrong_host_name(serve, pki):
