@@ -1,7 +1,8 @@
 """HTTP hello-world benchmark: gswoole against gunicorn -k gevent, gevent.pywsgi
-and uvicorn (httptools + uvloop), measured with wrk.
+and uvicorn (httptools + uvloop), measured with wrk; and over TLS against
+uvicorn and granian.
 
-    python bench/http.py [--seconds 5] [--rounds one|two|both] [--turns 1]
+    python bench/http.py [--seconds 5] [--rounds one|two|both|tls|all] [--turns 1]
 
 Every server answers GET / with 200, text/plain, "Hello, World!" (13 bytes)
 over keep-alive connections (apps in bench/http_apps.py). For each server:
@@ -9,9 +10,16 @@ a 1 s wrk warm-up, then ``wrk -t1 -c64 -d<seconds>s --latency``; req/s and the
 99th percentile latency are printed, with the ratios gswoole/peer and the
 targets. Round "one": one worker, the server pinned to CPU 0 and wrk to
 CPU 1. Round "two": two workers, nothing pinned (pywsgi has no workers and
-sits this round out). With --turns N the servers take N turns each and the
-medians are printed. wrk, gunicorn, uvicorn, uvloop and httptools are
-installed first if missing.
+sits this round out). Round "tls": HTTPS, one worker pinned as in round
+one, gswoole (gswoole-serve --certfile) against uvicorn (--ssl-certfile) and
+granian (--ssl-certificate, WSGI), keep-alive; then a second wrk run with
+``Connection: close`` gives the rate of new TLS connections (one handshake
+per request) beside it, and the server's CPU time per request and per new
+connection (steadier than the rates on a shared machine). The certificate
+is made with trustme for the run.
+With --turns N the servers take N turns each and the medians are printed.
+wrk, gunicorn, uvicorn, uvloop, httptools, granian and trustme are installed
+first if missing. Default: all three rounds.
 """
 
 import os
@@ -32,6 +40,8 @@ import resource  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
+import ssl  # noqa: E402
+import tempfile  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -39,13 +49,16 @@ import time  # noqa: E402
 HOST = "127.0.0.1"
 CONNECTIONS = 64
 BODY = b"Hello, World!"
-PEERS = ("gunicorn", "uvicorn", "uvloop", "httptools")  # what pip may install
+PEERS = ("gunicorn", "uvicorn", "uvloop", "httptools", "granian", "trustme")  # pip may install
 SERVERS = ("gswoole", "gunicorn", "pywsgi", "uvicorn")
+TLS_SERVERS = ("gswoole", "uvicorn", "granian")
 LABELS = {"gswoole": "gswoole", "gunicorn": "gunicorn -k gevent",
-          "pywsgi": "gevent.pywsgi", "uvicorn": "uvicorn httptools+uvloop"}
+          "pywsgi": "gevent.pywsgi", "uvicorn": "uvicorn httptools+uvloop",
+          "granian": "granian (WSGI)"}
 ROUNDS = {  # name: (workers, server CPUs, wrk CPUs); None = not pinned
     "one": (1, "0", "1"),
     "two": (2, None, None),
+    "tls": (1, "0", "1"),
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -54,12 +67,19 @@ class BenchError(Exception):
     pass
 
 
-def server_command(kind, workers, port):
+def server_command(kind, workers, port, tls=None):
+    """The command line of one server; ``tls`` = (certfile, keyfile) for HTTPS."""
     python = [sys.executable, "-m"]
     bind = "%s:%d" % (HOST, port)
     if kind == "gswoole":
         return python + ["gswoole", "bench.http_apps:wsgi_app", "--bind", bind,
-                         "--workers", str(workers), "--log-level", "warning"]
+                         "--workers", str(workers), "--log-level", "warning"] + \
+            (["--certfile", tls[0], "--keyfile", tls[1]] if tls else [])
+    if kind == "granian":
+        return python + ["granian", "--interface", "wsgi", "--host", HOST, "--port", str(port),
+                         "--workers", str(workers), "--log-level", "warning",
+                         "--ssl-certificate", tls[0], "--ssl-keyfile", tls[1],
+                         "bench.http_apps:wsgi_app"]
     if kind == "gunicorn":
         return python + ["gunicorn", "-k", "gevent", "--workers", str(workers), "--bind", bind,
                          "--log-level", "warning", "bench.http_apps:wsgi_app"]
@@ -69,8 +89,19 @@ def server_command(kind, workers, port):
         return python + ["uvicorn", "bench.http_apps:asgi_app", "--host", HOST,
                          "--port", str(port), "--workers", str(workers),
                          "--http", "httptools", "--loop", "uvloop",
-                         "--log-level", "warning", "--no-access-log"]
+                         "--log-level", "warning", "--no-access-log"] + \
+            (["--ssl-certfile", tls[0], "--ssl-keyfile", tls[1]] if tls else [])
     raise ValueError(kind)
+
+
+def make_certificate(folder):
+    """A throwaway certificate for 127.0.0.1 (wrk does not verify it)."""
+    import trustme
+    issued = trustme.CA().issue_cert("127.0.0.1", "localhost")
+    cert, key = os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")
+    issued.cert_chain_pems[0].write_to_path(cert)
+    issued.private_key_pem.write_to_path(key)
+    return cert, key
 
 
 def pinned(command, cpus):
@@ -160,7 +191,7 @@ def install_missing():
 
 
 def versions():
-    names = ["gevent", "gunicorn", "uvicorn", "uvloop", "httptools"]
+    names = ["gevent", "gunicorn", "uvicorn", "uvloop", "httptools", "granian"]
     found = []
     for name in names:
         try:
@@ -180,9 +211,15 @@ def free_port():
 
 # -- one server ------------------------------------------------------------------
 
-def fetch_once(port, timeout):
+def fetch_once(port, timeout, tls=False):
     """One keep-alive GET /: (status line, headers, body)."""
-    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+    raw = socket.create_connection((HOST, port), timeout=timeout)
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        raw = context.wrap_socket(raw)
+    with raw as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         data = b""
         while b"\r\n\r\n" not in data:
@@ -203,7 +240,7 @@ def fetch_once(port, timeout):
         return status, headers, body
 
 
-def wait_until_serving(proc, port, what, timeout=20.0):
+def wait_until_serving(proc, port, what, timeout=20.0, tls=False):
     """Poll-connect until the server answers, then check its answer."""
     deadline = time.monotonic() + timeout
     while True:
@@ -211,7 +248,7 @@ def wait_until_serving(proc, port, what, timeout=20.0):
             raise BenchError("%s exited with code %d (its error is above)"
                              % (what, proc.returncode))
         try:
-            status, headers, body = fetch_once(port, timeout=2)
+            status, headers, body = fetch_once(port, timeout=2, tls=tls)
             break
         except (OSError, BenchError):
             if time.monotonic() > deadline:
@@ -256,9 +293,11 @@ def parse_wrk(output):
     }
 
 
-def run_wrk(procs, port, seconds, cpus):
-    command = pinned(["wrk", "-t1", "-c%d" % CONNECTIONS, "-d%ds" % seconds, "--latency",
-                      "http://%s:%d/" % (HOST, port)], cpus)
+def run_wrk(procs, port, seconds, cpus, tls=False, close=False):
+    """``close``: every request on a new connection (Connection: close)."""
+    command = pinned(["wrk", "-t1", "-c%d" % CONNECTIONS, "-d%ds" % seconds, "--latency"]
+                     + (["-H", "Connection: close"] if close else [])
+                     + ["%s://%s:%d/" % ("https" if tls else "http", HOST, port)], cpus)
     proc = procs.start(command, stdout=subprocess.PIPE)
     try:
         output, _ = proc.communicate(timeout=seconds + 30)
@@ -271,23 +310,35 @@ def run_wrk(procs, port, seconds, cpus):
     return parse_wrk(output.decode())
 
 
-def measure(procs, kind, workers, server_cpus, wrk_cpus, args):
+def measure(procs, kind, workers, server_cpus, wrk_cpus, args, tls=None):
     """Start one server, warm it up, run wrk, stop it: wrk's figures plus the
-    CPU used meanwhile by the server, by wrk and by everything else."""
+    CPU used meanwhile by the server, by wrk and by everything else. With
+    ``tls`` (cert, key): over HTTPS, and then the rate of new connections."""
     port = free_port()
     what = LABELS[kind]
-    server = procs.start(pinned(server_command(kind, workers, port), server_cpus),
+    https = tls is not None
+    server = procs.start(pinned(server_command(kind, workers, port, tls), server_cpus),
                          stdout=subprocess.DEVNULL)  # errors and warnings go to stderr
     try:
-        wait_until_serving(server, port, what)
+        wait_until_serving(server, port, what, tls=https)
         if args.warmup > 0:
-            run_wrk(procs, port, args.warmup, wrk_cpus)
+            run_wrk(procs, port, args.warmup, wrk_cpus, tls=https)
         before, start = cpu_seconds(server.pid), time.monotonic()
-        result = run_wrk(procs, port, args.seconds, wrk_cpus)
+        result = run_wrk(procs, port, args.seconds, wrk_cpus, tls=https)
         after, elapsed = cpu_seconds(server.pid), time.monotonic() - start
         server_cpu, wrk_cpu, machine_cpu = ((a - b) / elapsed for a, b in zip(after, before))
         # In cores: others = what the rest of the machine took meanwhile.
         result["cpu"] = (server_cpu, wrk_cpu, max(0.0, machine_cpu - server_cpu - wrk_cpu))
+        if https:
+            # On a shared machine the rates swing with the neighbours; the
+            # server's CPU time per request or per connection swings less.
+            result["us_per_request"] = server_cpu * 1e6 / result["rate"]
+            before, start = cpu_seconds(server.pid), time.monotonic()
+            fresh = run_wrk(procs, port, args.seconds, wrk_cpus, tls=True, close=True)
+            after, elapsed = cpu_seconds(server.pid), time.monotonic() - start
+            result["handshakes"] = fresh["rate"]
+            result["us_per_connection"] = (after[0] - before[0]) / elapsed * 1e6 / fresh["rate"]
+            result["handshake_errors"] = errors_of(fresh)
         if server.poll() is not None:
             raise BenchError("%s exited with code %d during the run"
                              % (what, server.returncode))
@@ -314,7 +365,13 @@ def combine(turns):
         if "failed" in turn:
             return turn
     rates = [turn["rate"] for turn in turns]
-    return {
+    extra = {}
+    if "handshakes" in turns[0]:
+        for key in ("handshakes", "us_per_request", "us_per_connection"):
+            extra[key] = statistics.median(turn[key] for turn in turns)
+        extra["handshake_errors"] = "; ".join(t["handshake_errors"] for t in turns
+                                              if t["handshake_errors"])
+    return dict(extra, **{
         "rate": statistics.median(rates),
         "range": (min(rates), max(rates)),
         "p99_ms": statistics.median(turn["p99_ms"] for turn in turns),
@@ -322,7 +379,7 @@ def combine(turns):
         "non_2xx": sum(turn["non_2xx"] for turn in turns),
         "socket_errors": {name: sum(turn["socket_errors"][name] for turn in turns)
                           for name in turns[0]["socket_errors"]},
-    }
+    })
 
 
 def print_table(results, turns):
@@ -338,6 +395,13 @@ def print_table(results, turns):
               % (LABELS[kind], format(round(result["rate"]), ","), result["p99_ms"],
                  *result["cpu"], "  %6.0f-%-6.0f" % (low, high) if turns > 1 else "",
                  errors_of(result) or "none"))
+        if "handshakes" in result:
+            print("  %-26s %8s new TLS connections/s (Connection: close)%s"
+                  % ("", format(round(result["handshakes"]), ","),
+                     "; errors: " + result["handshake_errors"]
+                     if result["handshake_errors"] else ""))
+            print("  %-26s server CPU: %.0f us per keep-alive request, %.0f us per new "
+                  "connection" % ("", result["us_per_request"], result["us_per_connection"]))
 
 
 def print_ratios(results):
@@ -348,8 +412,13 @@ def print_ratios(results):
     print()
     for kind, result in results.items():
         if kind != "gswoole" and "rate" in result:
-            print("  gswoole/%-17s req/s %5.2fx   p99 %5.2fx"
-                  % (kind, ours["rate"] / result["rate"], ours["p99_ms"] / result["p99_ms"]))
+            print("  gswoole/%-17s req/s %5.2fx   p99 %5.2fx%s"
+                  % (kind, ours["rate"] / result["rate"], ours["p99_ms"] / result["p99_ms"],
+                     "   new TLS connections/s %5.2fx   CPU per request %5.2fx   per connection "
+                     "%5.2fx" % (ours["handshakes"] / result["handshakes"],
+                                 ours["us_per_request"] / result["us_per_request"],
+                                 ours["us_per_connection"] / result["us_per_connection"])
+                     if result.get("handshakes") and "handshakes" in ours else ""))
     print()
     targets = (  # peer, figure, sense, what
         ("uvicorn", "rate", ">=", "req/s per core"),
@@ -371,15 +440,27 @@ def run_round(procs, name, args):
         server_cpus = wrk_cpus = None
     where = ("server on CPU %s, wrk on CPU %s" % (server_cpus, wrk_cpus)
              if server_cpus is not None else "nothing pinned")
-    print("\n== %d worker%s, %s ==" % (workers, "" if workers == 1 else "s", where), flush=True)
-    kinds = [kind for kind in SERVERS if workers == 1 or kind != "pywsgi"]
+    print("\n== %s%d worker%s, %s ==" % ("HTTPS, " if name == "tls" else "", workers,
+                                         "" if workers == 1 else "s", where), flush=True)
+    tls = folder = None
+    if name == "tls":
+        kinds = list(TLS_SERVERS)
+        folder = tempfile.mkdtemp(prefix="gswoole-bench-")
+        tls = make_certificate(folder)
+    else:
+        kinds = [kind for kind in SERVERS if workers == 1 or kind != "pywsgi"]
     turns = {kind: [] for kind in kinds}
-    for _ in range(args.turns):  # in turn, so that a busy spell hits them alike
-        for kind in kinds:
-            try:
-                turns[kind].append(measure(procs, kind, workers, server_cpus, wrk_cpus, args))
-            except BenchError as exc:
-                turns[kind].append({"failed": str(exc)})
+    try:
+        for _ in range(args.turns):  # in turn, so that a busy spell hits them alike
+            for kind in kinds:
+                try:
+                    turns[kind].append(measure(procs, kind, workers, server_cpus, wrk_cpus,
+                                               args, tls))
+                except BenchError as exc:
+                    turns[kind].append({"failed": str(exc)})
+    finally:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
     results = {kind: combine(runs) for kind, runs in turns.items()}
     print_table(results, args.turns)
     print_ratios(results)
@@ -392,8 +473,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per server")
     parser.add_argument("--warmup", type=int, default=1, help="wrk warm-up per server (s)")
-    parser.add_argument("--rounds", choices=("one", "two", "both"), default="both",
-                        help="one worker pinned, two workers unpinned, or both")
+    parser.add_argument("--rounds", choices=("one", "two", "both", "tls", "all"),
+                        default="all",
+                        help="one worker pinned, two workers unpinned, both of these, "
+                             "HTTPS with one worker pinned, or all three")
     parser.add_argument("--turns", type=int, default=1,
                         help="measure each server this many times per round, taking "
                              "turns; the medians are printed (default 1)")
@@ -410,7 +493,8 @@ def main():
               "%r, keep-alive%s" % (CONNECTIONS, args.seconds, args.warmup, BODY.decode(),
                                     "; median of %d turns" % args.turns if args.turns > 1 else ""))
         print(versions() + "; %d CPUs" % os.cpu_count())
-        rounds = ("one", "two") if args.rounds == "both" else (args.rounds,)
+        rounds = {"both": ("one", "two"), "all": ("one", "two", "tls")}.get(
+            args.rounds, (args.rounds,))
         clean = all([run_round(procs, name, args) for name in rounds])
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

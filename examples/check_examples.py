@@ -27,10 +27,10 @@ EXAMPLES = ["echo", "send_then_close", "ack_close", "ordering", "state", "sessio
             "per_process", "callback_styles", "event_loop_error", "process_model", "timers",
             "send_errors", "http_hello", "http_framing", "flask_app", "line_protocol",
             "rpc_client", "udp_echo", "async_client", "shared_memory", "operations",
-            "swoole_tcp_server", "swoole_confirm", "chat/server"]
+            "swoole_tcp_server", "swoole_confirm", "chat/server", "tls_echo"]
 
 # Examples that need a package outside gswoole's own requirements.
-REQUIRES = {"flask_app": "flask"}
+REQUIRES = {"flask_app": "flask", "tls_echo": "trustme"}
 
 
 def echo_client(port):

@@ -236,8 +236,11 @@ def _takes_no_arguments(fn):
 def build_server(target, values, binds, config_hooks=None, forwarded_allow_ips=None):
     from .proxy import ProxyHeaders
     from .server import Server
+    from .sockets import SSL
     from .wsgi import Server as WsgiServer
     config_hooks = config_hooks or {}
+    # --certfile (gunicorn's meaning): every address gswoole-serve binds is TLS.
+    tls = SSL if values.get("ssl_cert_file") else 0
     if isinstance(target, Server):
         if binds:
             raise UsageError("--bind cannot move a Server that TARGET already created; "
@@ -246,6 +249,9 @@ def build_server(target, values, binds, config_hooks=None, forwarded_allow_ips=N
             if name in config_hooks:
                 raise UsageError("the %s hook needs a WSGI app as TARGET, not a gswoole Server"
                                  % name)
+        if tls and not any(port.sock_type & SSL for port in target.ports):
+            raise UsageError("--certfile: the Server that TARGET created has no TLS port; "
+                             "create it with sock_type gswoole.SOCK_TCP | gswoole.SSL")
         server = target
     else:
         binds = binds or ["127.0.0.1:8000"]
@@ -255,9 +261,10 @@ def build_server(target, values, binds, config_hooks=None, forwarded_allow_ips=N
             app = hooks.wrap_wsgi(app, config_hooks.get("pre_request"),
                                   config_hooks.get("post_request"), lambda: server)
         app = ProxyHeaders(app, forwarded_allow_ips or "127.0.0.1,::1")
-        server = WsgiServer(app, host, port, sock_type)
+        server = WsgiServer(app, host, port, sock_type | tls)
         for address in binds[1:]:
-            server.listen(*parse_bind(address))
+            host, port, sock_type = parse_bind(address)
+            server.listen(host, port, sock_type | tls)
     server.set(values)
     hooks.install(server, config_hooks)
     return server

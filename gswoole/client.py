@@ -24,8 +24,16 @@ lives on even if the user keeps no reference to it, as in Swoole;
 ``live_async_clients()`` counts them (``Server()`` refuses to fork while any
 are alive).
 
+TLS: ``Client(SOCK_TCP | SSL)`` (and AsyncClient) connects, then does the
+TLS handshake within the same timeout. It verifies the server's certificate
+and host name by default, against the system's CAs or ``ssl_cafile``, for
+``ssl_host_name`` (default: the host given to connect); ``ssl_verify_peer``
+False turns that off (Swoole's default is off; ours is the safe one).
+``ssl_cert_file``/``ssl_key_file`` present a client certificate.
+
 Error codes besides errno values: ``DNS_LOOKUP_FAILED`` (704, Swoole's
-SW_ERROR_DNSLOOKUP_RESOLVE_FAILED). A stream that breaks the framing rules
+SW_ERROR_DNSLOOKUP_RESOLVE_FAILED), ``SSL_VERIFY_FAILED`` (1014: the server's
+certificate or host name did not verify), ``SSL_HANDSHAKE_FAILED`` (1018). A stream that breaks the framing rules
 closes the connection with ``errno.EPROTO``; ``errMsg`` says what was wrong.
 """
 
@@ -37,27 +45,34 @@ import os
 import socket as _stdsocket
 from collections import deque
 
+import ssl
+
 import gevent
 from gevent import socket
+from gevent import ssl as gevent_ssl
 from gevent.lock import Semaphore
 
 from . import settings
 from .callbacks import canonical_event
 from .errors import CallbackError, ServerStateError, SettingError
 from .framing import FramingError, make_splitter
-from .sockets import _FAMILY, SOCK_TCP
+from .sockets import _FAMILY, SOCK_TCP, SSL
 from .usercode import log_user_error
 
-__all__ = ["Client", "AsyncClient", "live_async_clients", "DNS_LOOKUP_FAILED"]
+__all__ = ["Client", "AsyncClient", "live_async_clients", "DNS_LOOKUP_FAILED",
+           "SSL_VERIFY_FAILED", "SSL_HANDSHAKE_FAILED"]
 
 log = logging.getLogger("gswoole")
 
 DNS_LOOKUP_FAILED = 704      # Swoole's SW_ERROR_DNSLOOKUP_RESOLVE_FAILED
+SSL_VERIFY_FAILED = 1014     # Swoole's SW_ERROR_SSL_VERIFY_FAILED
+SSL_HANDSHAKE_FAILED = 1018  # Swoole's SW_ERROR_SSL_HANDSHAKE_FAILED
 DEFAULT_TIMEOUT = 0.5        # Swoole's client default, seconds
 READ_SIZE = 65536
 
 FRAMING_KEYS = settings.names_in("client")
-CLIENT_KEYS = FRAMING_KEYS + ("timeout",)    # the client's own timeout, not the server's
+TLS_KEYS = ("ssl_verify_peer", "ssl_cafile", "ssl_host_name", "ssl_cert_file", "ssl_key_file")
+CLIENT_KEYS = FRAMING_KEYS + ("timeout",) + TLS_KEYS   # timeout: the client's own, not the server's
 
 _check_seconds = settings.seconds(minimum=float("-inf"))
 
@@ -81,11 +96,15 @@ class _ClientBase:
         return _timed(self._io_timeout, sock.send, data)
 
     def __init__(self, sock_type=SOCK_TCP):
-        if sock_type not in _FAMILY:
+        if sock_type & ~SSL not in _FAMILY:
             raise ValueError("unknown sock_type %r" % (sock_type,))
         self.type = sock_type
-        self._family, self._socktype = _FAMILY[sock_type]
+        self._family, self._socktype = _FAMILY[sock_type & ~SSL]
         self._stream = self._socktype == _stdsocket.SOCK_STREAM
+        self._tls = bool(sock_type & SSL)
+        if self._tls and not self._stream:
+            raise ValueError("gswoole.SSL is for stream clients, not sock_type %r"
+                             % (sock_type & ~SSL,))
         self.setting = {}
         self.errCode = 0
         self.errMsg = ""
@@ -114,13 +133,21 @@ class _ClientBase:
                     raise SettingError("setting 'timeout': %s" % exc) from None
             elif name in FRAMING_KEYS:
                 checked[name] = settings.validate(name, value)
+            elif name == "ssl_verify_peer":
+                checked[name] = _checked(name, settings.boolean, value)
+            elif name in TLS_KEYS:
+                check = settings.optional_text if name == "ssl_host_name" \
+                    else settings.optional_file
+                checked[name] = _checked(name, check, value)
             else:
                 near = difflib.get_close_matches(str(name), CLIENT_KEYS, n=3, cutoff=0.6)
                 hint = "; did you mean %s?" % " or ".join(map(repr, near)) if near else ""
                 raise SettingError("unknown client setting %r%s (a client takes %s)"
                                    % (name, hint, ", ".join(CLIENT_KEYS)))
-        if self._connected and any(name in FRAMING_KEYS for name in checked):
-            raise ServerStateError("set(): framing options must be set before connect()")
+        if self._connected and any(name in FRAMING_KEYS or name in TLS_KEYS
+                                   for name in checked):
+            raise ServerStateError("set(): framing and TLS options must be set before "
+                                   "connect()")
         merged = dict(self.setting, **checked)
         try:
             make_splitter(merged)
@@ -162,6 +189,10 @@ class _ClientBase:
         return False
 
     def _fail_exc(self, exc):
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return self._fail(SSL_VERIFY_FAILED, "TLS: %s" % (exc.verify_message or exc))
+        if isinstance(exc, ssl.SSLError):
+            return self._fail(SSL_HANDSHAKE_FAILED, "TLS: %s" % (exc.reason or exc))
         if isinstance(exc, _stdsocket.gaierror):
             return self._fail(DNS_LOOKUP_FAILED, "DNS lookup failed: %s" % (exc.strerror or exc))
         if isinstance(exc, _stdsocket.timeout):
@@ -182,6 +213,47 @@ class _ClientBase:
         if self._family == _stdsocket.AF_UNIX and not self._stream:
             sock.bind("")   # Linux autobind: gives the server an address to reply to
         return sock
+
+    def _tls_context(self):
+        setting = self.setting
+        # gevent's SSLContext makes cooperative sockets (its
+        # create_default_context would make the standard library's,
+        # which block the whole hub in a handshake).
+        context = gevent_ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if setting.get("ssl_cafile"):
+            context.load_verify_locations(cafile=setting["ssl_cafile"])
+        else:
+            context.load_default_certs()
+        if not setting.get("ssl_verify_peer", True):
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if setting.get("ssl_cert_file"):
+            context.load_cert_chain(setting["ssl_cert_file"], setting.get("ssl_key_file"))
+        return context
+
+    def _connect(self, sock, host, port):
+        """Connect ``sock`` (and do the TLS handshake on a TLS client) within
+        the I/O timeout; returns the socket to use from now on."""
+        _timed(self._io_timeout, sock.connect, self._address(host, port))
+        if not self._tls:
+            return sock
+        try:
+            context = self._tls_context()
+        except ssl.SSLError:
+            raise
+        except (OSError, ValueError) as exc:   # a certificate file that does not load
+            raise ssl.SSLError("cannot load the client's TLS files: %s" % exc) from None
+        # The TLS socket takes the connection over (the plain one is detached).
+        wrapped = context.wrap_socket(sock, server_hostname=self.setting.get("ssl_host_name")
+                                      or host, do_handshake_on_connect=False)
+        if self._sock is sock:
+            self._sock = wrapped   # AsyncClient: close() during the handshake reaches it
+        try:
+            _timed(self._io_timeout, wrapped.do_handshake)
+        except BaseException:
+            wrapped.close()
+            raise
+        return wrapped
 
     def _drop_socket(self):
         sock, self._sock = self._sock, None
@@ -210,6 +282,13 @@ class _ClientBase:
             return getattr(self._sock, name)()
         except OSError as exc:
             return self._fail_exc(exc)
+
+
+def _checked(name, check, value):
+    try:
+        return check(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingError("setting %r: %s" % (name, exc)) from None
 
 
 class _TimedOut(_stdsocket.timeout):
@@ -277,7 +356,7 @@ class Client(_ClientBase):
         # A datagram socket that sendto() already used keeps its local port.
         sock = self._sock if self._sock is not None else self._open_socket()
         try:
-            _timed(self._io_timeout, sock.connect, self._address(host, port))
+            sock = self._connect(sock, host, port)
         except OSError as exc:
             if sock is not self._sock:
                 sock.close()
@@ -488,7 +567,7 @@ class AsyncClient(_ClientBase):
         self._closing = False
         self.errCode, self.errMsg = 0, ""
         _live_clients.add(self)
-        self._greenlet = gevent.spawn(self._run, self._address(host, port))
+        self._greenlet = gevent.spawn(self._run, host, port)
         return True
 
     def send(self, data):
@@ -531,11 +610,11 @@ class AsyncClient(_ClientBase):
 
     # -- the client's greenlet -----------------------------------------
 
-    def _run(self, address):
+    def _run(self, host, port):
         ending = "close"
         try:
             if not self._closing:
-                ending = self._connect_and_read(address)
+                ending = self._connect_and_read(host, port)
         finally:
             # Released before the last callback, so that callback may connect again.
             self._drop_socket()
@@ -543,11 +622,11 @@ class AsyncClient(_ClientBase):
             _live_clients.discard(self)
         self._emit(ending)
 
-    def _connect_and_read(self, address):
+    def _connect_and_read(self, host, port):
         """Returns the event that ends this connection: "error" or "close"."""
         try:
             sock = self._sock = self._open_socket()
-            _timed(self._io_timeout, sock.connect, address)
+            sock = self._sock = self._connect(sock, host, port)
         except OSError as exc:
             if self._closing:
                 return "close"

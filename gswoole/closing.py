@@ -5,9 +5,10 @@ behind whatever its greenlet is running; once the callback has run, the
 session is released (``_release``) and the socket finishes on its own: queued
 output is flushed (bounded by ``send_timeout``), then our FIN goes out and
 the socket keeps being read and discarded for ``linger_time`` (nginx's
-lingering close). Closing with unread input would make the kernel send an
-RST, and an RST can destroy the tail of a response still sitting unread in
-the client's receive buffer. The linger re-arms while the kernel is still
+lingering close). On a TLS connection the FIN follows a close_notify.
+Closing with unread input would make the kernel send an RST, and an RST can
+destroy the tail of a response still sitting unread in the client's receive
+buffer. The linger re-arms while the kernel is still
 draining our output to a slow reader.
 
 ``Closing`` is a part of ``Reactor`` (reactor.py), kept in its own module.
@@ -42,6 +43,9 @@ class Closing:
             if conn is None and self.route is not None:
                 return self._routed(fd, "close", fd, reset)
             return self._fail(fd, conn)
+        if conn.tls is not None and conn.tls.handshaking:
+            return self._tls_abort(conn, "closed by the server during the TLS handshake",
+                                   logging.DEBUG)
         conn.move(SERVER_CLOSE)
         conn.drop_pending_receives()
         if conn.output_room is not None:
@@ -81,6 +85,8 @@ class Closing:
             self._shutdown_write(conn)
 
     def _shutdown_write(self, conn):
+        if conn.tls is not None:
+            self._send_close_notify(conn)   # TLS: close_notify before the FIN
         if conn.eof:
             self._destroy(conn)
             return

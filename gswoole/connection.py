@@ -80,7 +80,8 @@ class Connection:
         "fd", "sock", "fileno", "listener", "remote", "connect_time", "last_time",
         "events", "busy", "state", "eof", "holds", "warned", "corked", "splitter",
         "reader", "writer", "out", "out_size", "output_room", "write_progress", "linger_timer",
-        "unsent", "transport", "on_readable", "on_receive", "protected", "uid", "_session",
+        "unsent", "transport", "on_readable", "on_receive", "protected", "uid", "tls",
+        "_session",
     )
 
     def __init__(self, fd, sock, fileno, listener, remote, now):
@@ -112,6 +113,7 @@ class Connection:
         self.protected = False   # server.protect(fd): the heartbeat leaves it open
         self.uid = 0             # server.bind(fd, uid)
         self.on_receive = listener.on_receive   # runs each event; a protocol switch changes it
+        self.tls = None          # TLS ports: the TlsLayer (tls.py); None on plaintext
         self._session = None
 
     def move(self, event):

@@ -54,8 +54,10 @@ from .connection import (CLOSE, CLOSING, CONNECT, HOLD_CONFIRM, HOLD_DETACHED, H
 from .controls import Controls
 from .datagrams import DatagramPorts
 from .process import pid_alive
+from .encryption import Encryption
 from .sending import Sending
 from .stopping import Stopping
+from .tls import refresh as refresh_tls_context
 from .transport import Transport
 from .usercode import log_user_error
 from .proxy_protocol import ProxyHeaderReader
@@ -68,7 +70,7 @@ MAX_SPARE_RUNNERS = 256
 _switch = greenlet.switch
 
 
-class Reactor(Sending, Closing, Stopping, Controls):
+class Reactor(Sending, Closing, Stopping, Controls, Encryption):
     """One worker's connections. Created in the worker after fork.
 
     ``server`` is passed through to callbacks untouched (it is the user's
@@ -86,6 +88,7 @@ class Reactor(Sending, Closing, Stopping, Controls):
         self.conns = {}
         self._lingering = set()      # released connections whose sockets are still open
         self._backlogged = set()     # connections with output waiting for the socket
+        self._handshaking = set()    # TLS connections not through their handshake yet
         self._ready = deque()        # connections with events and no runner yet
         self._kicked = False         # a _kick is scheduled for this loop iteration
         self._spare = []
@@ -130,6 +133,9 @@ class Reactor(Sending, Closing, Stopping, Controls):
         """Bind this worker's own sockets (reuse_port) before workerStart runs,
         so clients queue in its backlog meanwhile instead of being refused."""
         self._sockets = self.acceptor.open(self.listeners)
+        for listener in self.listeners:
+            if listener.is_ssl:
+                refresh_tls_context(listener, self.worker_id)
 
     def start(self):
         for listener, sock in self._sockets:
@@ -182,6 +188,11 @@ class Reactor(Sending, Closing, Stopping, Controls):
             conn.transport = Transport(self, conn)
         conn.reader = reader = self.loop.io(fileno, 1)
         conn.on_readable = self._on_read
+        if listener.ssl_context is not None:
+            # The handshake reads; a delayed receive is held once it is done.
+            reader.start(self._on_read, conn)
+            self._start_tls(conn)   # connect comes after the handshake
+            return
         if self._delay_receive:
             conn.holds = HOLD_CONFIRM   # read once server.confirm(fd) says so
         else:
@@ -206,6 +217,10 @@ class Reactor(Sending, Closing, Stopping, Controls):
                 if conn.state != OPEN:
                     return  # closing: read and discard (see closing.py)
                 conn.last_time = self.clock
+                if conn.tls is not None:
+                    data = self._tls_read(conn, data)
+                    if not data:
+                        return
                 if conn.splitter is None:
                     conn.events.append(data)
                 else:
@@ -242,6 +257,11 @@ class Reactor(Sending, Closing, Stopping, Controls):
         return bool(packets)
 
     def _on_eof(self, conn, broken):
+        if conn.tls is not None and conn.tls.handshaking:
+            # A connect-and-close without a byte (a TCP health check) is no news.
+            self._tls_abort(conn, "the peer left during the TLS handshake",
+                            logging.INFO if conn.tls.started else logging.DEBUG)
+            return
         close_queued = conn.eof   # a half-closed HTTP connection already queued CLOSE
         conn.eof = True
         conn.reader.stop()
@@ -447,8 +467,11 @@ class Reactor(Sending, Closing, Stopping, Controls):
             if self.route is not None:
                 return self._routed(fd, "get_client_info", fd, default=None) or None
             return None
-        return conn.client_info(self.worker_id, conn.listener.port,
+        info = conn.client_info(self.worker_id, conn.listener.port,
                                 self.wall_clock - self.clock)
+        if conn.tls is not None:
+            info.update(conn.tls.info())
+        return info
 
     def get_client_list(self, start_fd=0, page_size=0):
         """Open fds above ``start_fd`` in ascending order; ``page_size`` 0 = all."""

@@ -40,6 +40,8 @@ class Sending:
             return self._fail(fd, conn)
         if data.__class__ is not bytes:
             data = as_bytes(data)
+        if conn.tls is not None:
+            return self._tls_send(conn, data)   # encryption.py
         size = len(data)
         if conn.out_size or conn.corked:
             # Behind queued (or gathered) output: queue, to keep the order.
@@ -125,7 +127,7 @@ class Sending:
         deadline = time.monotonic() + self.setting["send_timeout"]
         if not self._wait_output(conn, self.buffer_limit - size, deadline):
             return self._no_room(conn)
-        conn.queue_output(data)
+        conn.queue_output(data if conn.tls is None else conn.tls.encrypt(data))
         self._start_writer(conn)
         if conn.out_size >= self._high_water:
             self.hold_reading(conn, HOLD_OUTPUT)
@@ -194,11 +196,13 @@ class Sending:
         Zero-copy: the kernel moves the bytes from the page cache to the
         socket. Runs in the caller's greenlet and waits cooperatively when
         the socket is full, up to send_timeout per wait. Returns True when
-        everything was written."""
+        everything was written. On TLS connections: reads and sends."""
         timeout = self.setting["send_timeout"]
         if not self.wait_output_written(fd, timeout):
             return self._fail(fd, self.conns.get(fd))
         conn = self.conns[fd]
+        if conn.tls is not None:
+            return self._tls_send_file(conn, file, offset, count)
         in_fd = file.fileno()
         if count is None:
             count = os.fstat(in_fd).st_size - offset

@@ -20,9 +20,10 @@ from .logs import configure_logging
 from .master import Arbiter, daemonize, remove_pid_file, write_pid_file
 from .proctitle import set_title
 from .shared import SharedState
-from .sockets import SOCK_TCP, Listener, SockType
+from .sockets import SOCK_TCP, SSL, Listener, SockType
 from .swoole_names import (ALIASES, BASE, MODES, PROCESS, PROCESS_AS_BASE, WORKER_BUSY,
                            WORKER_EXIT, WORKER_IDLE)
+from .tls import build_server_context, files_stamp
 from .timers import Timer
 from .task_worker import run_task_worker
 from .user_process import Process, run_user_process
@@ -83,7 +84,7 @@ class Port:
         self._callbacks = {}
 
     def set(self, *args, **kwargs):
-        """Framing for this port only (the framing settings); validated at once."""
+        """Framing and TLS for this port only (PORT_SETTINGS); validated at once."""
         values = dict(args[0]) if args else {}
         values.update(kwargs)
         for name in values:
@@ -246,6 +247,11 @@ class Server:
                     listener.splitter_factory = make_splitter(setting)
                 except ValueError as exc:
                     raise SettingError("port %s: %s" % (listener.describe(), exc)) from None
+                if listener.is_ssl:
+                    # Built here, in the master, so a bad certificate fails start().
+                    listener.ssl_setting = setting
+                    listener.ssl_stamp = files_stamp(setting)
+                    listener.ssl_context = build_server_context(setting, listener.describe())
             else:
                 packet = callbacks.get("packet")
                 if packet is None:
@@ -492,7 +498,10 @@ class Server:
         """The main port's socket type (Swoole's ``$server->type``)."""
         return self.sock_type
 
-    ssl = False   # TLS ports come with issue 12
+    @property
+    def ssl(self):
+        """Whether the main port is TLS (Swoole's ``$server->ssl``)."""
+        return bool(self.sock_type & SSL)
 
     def get_worker_pid(self, worker_id=-1):
         """The pid of worker ``worker_id`` (-1: this process); False if there

@@ -17,6 +17,7 @@ MiB = 1024 * 1024
 
 
 SERVER = ("server",)
+SERVER_AND_PORT = ("server", "port")
 # Packet framing: the server's default, any port's own, and the client's.
 FRAMING = ("server", "port", "client")
 
@@ -219,6 +220,79 @@ log_level.describe = "debug | info | warning | error | critical"
 log_level.kind = str
 
 
+def optional_file(value):
+    """A path that must name a readable file (checked when the setting is given)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise TypeError("expected a file path or None, got %r" % (value,))
+    if not os.path.isfile(value):
+        raise ValueError("no such file: %s" % value)
+    return value
+optional_file.describe = "path or None"
+optional_file.kind = str
+
+
+TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
+
+
+def tls_version(value):
+    if value not in TLS_VERSIONS:
+        raise ValueError("must be one of %s, got %r" % (", ".join(TLS_VERSIONS), value))
+    return value
+tls_version.describe = " | ".join(TLS_VERSIONS)
+tls_version.kind = str
+
+
+def verify_peer(value):
+    """False, True (a client certificate is required) or "optional" (asked
+    for, checked if sent); gunicorn's cert_reqs 0/1/2 (also as strings, from
+    --cert-reqs) mean the same."""
+    if isinstance(value, bool) or value == "optional":
+        return value
+    if isinstance(value, (int, str)) and str(value) in ("0", "1", "2"):
+        return {"0": False, "1": "optional", "2": True}[str(value)]
+    raise ValueError("expected True, False or 'optional' (or cert_reqs 0, 1, 2), got %r"
+                     % (value,))
+verify_peer.describe = "bool or 'optional'"
+verify_peer.kind = str
+
+
+def sni_certs(value):
+    """{hostname: {"ssl_cert_file": path, "ssl_key_file": path}}."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError("expected {hostname: {'ssl_cert_file': ..., 'ssl_key_file': ...}}, "
+                        "got %r" % (value,))
+    checked = {}
+    for host, files in value.items():
+        if not isinstance(host, str) or not host or not isinstance(files, dict):
+            raise TypeError("expected {hostname: {'ssl_cert_file': ..., 'ssl_key_file': ...}}, "
+                            "got %r: %r" % (host, files))
+        unknown = set(files) - {"ssl_cert_file", "ssl_key_file"}
+        if unknown or "ssl_cert_file" not in files or "ssl_key_file" not in files:
+            raise ValueError("%r needs exactly 'ssl_cert_file' and 'ssl_key_file'" % host)
+        checked[host.lower()] = {k: optional_file(v) for k, v in files.items()}
+    return checked
+sni_certs.describe = "dict or None"
+sni_certs.kind = None
+
+
+def alpn_protocols(value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [p.strip() for p in value.split(",")]
+    if not isinstance(value, (list, tuple)) or not value or \
+            not all(isinstance(p, str) and p and len(p) < 256 for p in value):
+        raise TypeError("expected a list of protocol names (['h2', 'http/1.1']), got %r"
+                        % (value,))
+    return list(value)
+alpn_protocols.describe = "list of str or None"
+alpn_protocols.kind = None
+
+
 def logging_level(name):
     return _LOG_LEVELS[name]
 
@@ -301,6 +375,38 @@ SETTINGS = [
             "Close connections idle this long; default twice the check interval."),
     Setting("enable_delay_receive", False, boolean,
             "Do not read a new connection until server.confirm(fd) (call it in connect)."),
+    # TLS, per port (a port is TLS when its sock_type has gswoole.SSL; see docs/tls.md)
+    Setting("ssl_cert_file", None, optional_file,
+            "PEM certificate (chain) of the TLS ports.", cli="--certfile",
+            scopes=SERVER_AND_PORT),
+    Setting("ssl_key_file", None, optional_file,
+            "PEM private key of ssl_cert_file.", cli="--keyfile",
+            scopes=SERVER_AND_PORT),
+    Setting("ssl_ciphers", None, optional_text,
+            "OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's); default "
+            "Python's.",
+            scopes=SERVER_AND_PORT),
+    Setting("ssl_min_version", "TLSv1.2", tls_version, "Oldest TLS version accepted.",
+            scopes=SERVER_AND_PORT),
+    Setting("ssl_verify_peer", False, verify_peer,
+            "Ask TLS clients for a certificate signed by ssl_client_cert_file: True "
+            "requires one, 'optional' checks one if sent. --cert-reqs takes gunicorn's "
+            "0/1/2.", cli="--cert-reqs",
+            scopes=SERVER_AND_PORT),
+    Setting("ssl_client_cert_file", None, optional_file,
+            "PEM CA bundle that client certificates must chain to.", cli="--ca-certs",
+            scopes=SERVER_AND_PORT),
+    Setting("ssl_sni_certs", None, sni_certs,
+            "Certificates by server name (SNI): {hostname: {'ssl_cert_file': ..., "
+            "'ssl_key_file': ...}}; other names get ssl_cert_file.",
+            scopes=SERVER_AND_PORT),
+    Setting("ssl_alpn_protocols", None, alpn_protocols,
+            "ALPN protocols offered, in order of preference (['http/1.1']).",
+            scopes=SERVER_AND_PORT),
+    Setting("ssl_handshake_timeout", 10.0, seconds(),
+            "A TLS client must finish its handshake within this time (checked once a "
+            "second); past it the connection is closed.",
+            scopes=SERVER_AND_PORT),
     # framing
     Setting("open_eof_check", False, boolean,
             "Deliver data only when the buffer ends with package_eof.",

@@ -27,7 +27,14 @@ class NamedInt(int):
 
 class SockType(NamedInt):
     """A socket type. Being its own type lets ``Server()`` tell a socket type
-    given where Swoole's signature has the mode (the third argument)."""
+    given where Swoole's signature has the mode (the third argument); with
+    the SSL flag it stays one (``SOCK_TCP | SSL``)."""
+
+    def __or__(self, flag):
+        return SockType(int(self) | flag, "%s | %r" % (self.name, flag)
+                        if flag != SSL else self.name + " | gswoole.SSL")
+
+    __ror__ = __or__
 
 
 SOCK_TCP = SockType(1, "SOCK_TCP")
@@ -37,7 +44,8 @@ SOCK_UDP6 = SockType(4, "SOCK_UDP6")
 SOCK_UNIX_DGRAM = SockType(5, "SOCK_UNIX_DGRAM")
 SOCK_UNIX_STREAM = SockType(6, "SOCK_UNIX_STREAM")
 
-# Swoole's SWOOLE_SSL flag: ``SOCK_TCP | SSL`` asks for a TLS port.
+# A flag on a stream socket type (Swoole's SWOOLE_SSL): SOCK_TCP | SSL is a
+# TLS port (docs/tls.md).
 SSL = 512
 
 _FAMILY = {
@@ -59,16 +67,17 @@ class Listener:
     worker binds a socket of its own with ``open_worker_socket()``."""
 
     def __init__(self, host, port, sock_type):
-        if isinstance(sock_type, int) and sock_type & SSL:
-            raise ValueError("sock_type %r asks for TLS (gswoole.SSL), which is not "
-                             "available yet (issue 12); use a plain socket type behind "
-                             "a TLS-terminating proxy for now" % (sock_type,))
-        if sock_type not in _FAMILY:
+        base = sock_type & ~SSL
+        if base not in _FAMILY:
             raise ValueError("unknown sock_type %r" % (sock_type,))
         self.host = host
         self.sock_type = sock_type
-        self.family, self.type = _FAMILY[sock_type]
+        self.family, self.type = _FAMILY[base]
         self.is_stream = self.type == socket.SOCK_STREAM
+        self.is_ssl = bool(sock_type & SSL)
+        if self.is_ssl and not self.is_stream:
+            raise ValueError("gswoole.SSL is for stream sockets (SOCK_TCP, SOCK_TCP6, "
+                             "SOCK_UNIX_STREAM), not sock_type %r" % (base,))
         self.is_tcp = self.family in (socket.AF_INET, socket.AF_INET6)
         self.reuse_port = False
         # Set at start() from the server's and this port's configuration:
@@ -76,6 +85,9 @@ class Listener:
         self.half_close = False        # EOF still lets queued events answer (HTTP)
         self.on_connect = self.on_receive = self.on_close = None
         self.protocol = None           # the protocol object of the port (HTTP), if any
+        self.ssl_context = None        # TLS ports: the server SSLContext (tls.py)
+        self.ssl_setting = None        # ... and the settings it was built from
+        self.ssl_stamp = None          # ... and its files' mtimes then (tls.refresh)
         self.sock = self._bind(port, reuse_port=False)
         if self.is_stream:
             self.sock.listen(128)   # start() sets the configured backlog

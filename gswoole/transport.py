@@ -26,10 +26,11 @@ class Transport:
     buffer (up to ``send_timeout``); False means the connection is gone or
     its peer stopped reading, and the caller should stop writing."""
 
-    __slots__ = ("fd", "_reactor", "_conn")
+    __slots__ = ("fd", "tls", "_reactor", "_conn")
 
     def __init__(self, reactor, conn):
         self.fd = conn.fd
+        self.tls = conn.listener.is_ssl   # the connection is TLS (HTTPS, wss)
         self._reactor = reactor
         self._conn = conn
 
@@ -123,12 +124,15 @@ class Transport:
 
     def get_extra_info(self, name, default=None):
         """'peername' (the remote address), 'server_port', 'socket' (the
-        socket object, for protocols that take it over)."""
+        socket object, for protocols that take it over), 'ssl_object' (TLS:
+        the ssl.SSLObject, for its version, cipher, peer certificate, ALPN)."""
         conn = self._conn
         if name == "peername":
             return conn.remote
         if name == "server_port":
             return conn.listener.port
+        if name == "ssl_object":
+            return conn.tls.ssl_object if conn.tls is not None else default
         if name == "socket":
             return conn.sock
         return default

@@ -168,6 +168,9 @@ class _WsgiProtocol(_HttpProtocol):
         env["QUERY_STRING"] = parsed.query_string
         env["RAW_URI"] = parsed.raw_uri
         env["SERVER_PROTOCOL"] = "HTTP/1.1" if parsed.version == (1, 1) else "HTTP/1.0"
+        if transport.tls:
+            env["wsgi.url_scheme"] = "https"
+            env["HTTPS"] = "on"
         remote = transport.get_extra_info("peername")
         if isinstance(remote, tuple):
             env["REMOTE_ADDR"] = remote[0]

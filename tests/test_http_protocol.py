@@ -26,6 +26,7 @@ class FakeTransport:
         self.parser = RequestParser()
         self.idle = True
         self.last_activity = host.clock
+        self.tls = False
 
     def write(self, data):
         if self.closed:

@@ -53,7 +53,7 @@ class KeepAliveLoad:
         sock = None
         while not self._stop.is_set():
             if sock is None:
-                sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                sock = self._connect()
             try:
                 sock.sendall(REQUEST)
                 closing = self._read_response(sock)
@@ -72,6 +72,9 @@ class KeepAliveLoad:
                     self.reconnects += 1
         if sock is not None:
             sock.close()
+
+    def _connect(self):
+        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
 
     @staticmethod
     def _read_response(sock):

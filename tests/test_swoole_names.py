@@ -73,14 +73,13 @@ def test_a_socket_type_where_the_mode_goes_is_a_clear_error():
         Server("127.0.0.1", 0, 3)
 
 
-def test_ssl_flag_exists_and_says_tls_is_not_available_yet(servers):
+def test_ssl_flag_makes_a_tls_port_in_swoole_spellings(servers):
     assert gswoole.SSL == 512
-    with pytest.raises(ValueError, match="TLS.*not available yet"):
-        Server("127.0.0.1", 0, gswoole.BASE, gswoole.SOCK_TCP | gswoole.SSL)
-    server = Server("127.0.0.1", 0)
+    server = Server("127.0.0.1", 0, gswoole.BASE, gswoole.SOCK_TCP | gswoole.SSL)
     servers.append(server)
-    with pytest.raises(ValueError, match="TLS.*not available yet"):
-        server.addlistener("127.0.0.1", 0, gswoole.SOCK_TCP | gswoole.SSL)
+    assert server.ports[0]._listener.is_ssl
+    extra = server.addlistener("127.0.0.1", 0, gswoole.SOCK_TCP | gswoole.SSL)
+    assert extra._listener.is_ssl
 
 
 def test_swoole_properties(servers):
@@ -162,7 +161,7 @@ def test_swoole_only_settings_are_kept_not_refused(servers):
 @pytest.mark.parametrize("name, value, alternative", [
     ("open_http_protocol", True, "gswoole.http.Server"),
     ("open_websocket_protocol", 1, "issue 11"),
-    ("ssl_cert_file", "/etc/cert.pem", "issue 12"),
+    ("ssl_method", 4, "ssl_min_version"),
     ("hook_flags", 1879048191, "gswoole.patch_all()"),
     ("open_tcp_keepalive", 1, "heartbeat_check_interval"),
     ("dispatch_func", "my_dispatch", "send_message"),

@@ -16,9 +16,9 @@ from .forms import MultipartError, content_type_params, parse_cookies, parse_mul
 class Request:
     __slots__ = ("fd", "method", "raw_uri", "query_string", "version", "keep_alive",
                  "_parsed", "_path", "_header", "_get", "_post", "_files", "_cookie",
-                 "_server", "_client", "_upload_dir")
+                 "_server", "_client", "_upload_dir", "_https")
 
-    def __init__(self, parsed, fd, client, upload_dir=None):
+    def __init__(self, parsed, fd, client, upload_dir=None, https=False):
         self._parsed = parsed
         self.fd = fd
         self.method = parsed.method
@@ -28,6 +28,7 @@ class Request:
         self.keep_alive = parsed.keep_alive
         self._client = client          # (remote_ip, remote_port, server_port)
         self._upload_dir = upload_dir
+        self._https = https            # arrived over TLS: server["https"] == "on"
         self._path = self._header = self._get = self._post = self._files = None
         self._cookie = self._server = None
 
@@ -105,6 +106,8 @@ class Request:
                 "request_time": int(now),
                 "request_time_float": now,
             }
+            if self._https:
+                self._server["https"] = "on"
         return self._server
 
     def raw_content(self):

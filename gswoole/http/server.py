@@ -143,7 +143,7 @@ class _HttpProtocol:
         remote = transport.get_extra_info("peername")
         client = (remote[0], remote[1], transport.get_extra_info("server_port")) \
             if isinstance(remote, tuple) else (remote or "", 0, 0)
-        request = Request(parsed, transport.fd, client, self.upload_dir)
+        request = Request(parsed, transport.fd, client, self.upload_dir, transport.tls)
         response = Response(self, transport, request, writer)
         try:
             self.on_request(request, response)
