@@ -97,8 +97,6 @@ GUNICORN_ONLY = {
     "--worker-tmp-dir": "not needed: the timeout watchdog uses shared memory",
     "--pythonpath": "use --chdir DIR or the PYTHONPATH environment variable",
     "--paste": "build the app in a module and name it as TARGET (module:attr)",
-    "--certfile": "terminate TLS in a proxy in front (docs/operations.md)",
-    "--keyfile": "terminate TLS in a proxy in front (docs/operations.md)",
     "--umask": "set it in the service manager (systemd UMask=)",
     "--initgroups": "not needed: --user/--group set the groups",
     "--capture-output": "workers write to the master's stderr already; use --log-file",

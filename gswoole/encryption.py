@@ -158,11 +158,11 @@ class Encryption:
             # No keys yet: keep it until the handshake completes.
             if tls.pending is None:
                 tls.pending = []
-            if sum(map(len, tls.pending)) + size > self._buffer_limit:
+            if sum(map(len, tls.pending)) + size > self.buffer_limit:
                 return errors.set_last_error(errors.OUTPUT_BUFFER_OVERFLOW)
             tls.pending.append(data)
             return True
-        if conn.out_size + size > self._buffer_limit:
+        if conn.out_size + size > self.buffer_limit:
             return self._overflow(conn, data)   # encrypts if it queues after all
         try:
             cipher = tls.encrypt(data)

@@ -142,13 +142,17 @@ class Server:
     """A TCP, UDP or unix socket server with Swoole's callbacks.
 
     ``Server(host, port=0, mode=gswoole.BASE, sock_type=gswoole.SOCK_TCP)``,
-    Swoole's signature. ``mode`` PROCESS runs as BASE (logged at start)."""
+    Swoole's signature. ``mode`` PROCESS runs as BASE (logged at start).
+    A socket type given third (``Server(host, port, gswoole.SOCK_UDP)``, as
+    earlier gswoole took it) is taken as the socket type: gswoole's socket
+    type constants are their own type, so it cannot be mistaken for a mode."""
 
     def __init__(self, host, port=0, mode=BASE, sock_type=SOCK_TCP):
         if isinstance(mode, SockType):
-            raise TypeError("Server()'s third argument is the mode (gswoole.BASE or "
-                            "gswoole.PROCESS), as in Swoole; %r is a socket type: pass "
-                            "sock_type=%r" % (mode, mode))
+            if sock_type is not SOCK_TCP:
+                raise TypeError("Server() got two socket types: %r third (Swoole's place "
+                                "for the mode) and sock_type=%r" % (mode, sock_type))
+            mode, sock_type = BASE, mode
         if isinstance(mode, bool) or mode not in MODES:
             raise ValueError("mode must be gswoole.BASE (1) or gswoole.PROCESS (2), got %r"
                              % (mode,))

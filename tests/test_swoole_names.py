@@ -66,9 +66,14 @@ def test_keywords_keep_working(servers):
     assert all(s.port > 0 for s in servers[2:])
 
 
-def test_a_socket_type_where_the_mode_goes_is_a_clear_error():
-    with pytest.raises(TypeError, match=r"third argument is the mode.*sock_type=gswoole.SOCK_UDP"):
-        Server("127.0.0.1", 0, gswoole.SOCK_UDP)
+def test_a_socket_type_where_the_mode_goes_is_taken_as_the_socket_type(servers):
+    # gswoole's socket types are their own type: never mistaken for a mode
+    # (Swoole's literal 2 is PROCESS), so older gswoole code keeps working.
+    server = Server("127.0.0.1", 0, gswoole.SOCK_UDP)
+    servers.append(server)
+    assert server.sock_type == gswoole.SOCK_UDP and server.mode == gswoole.BASE
+    with pytest.raises(TypeError, match="two socket types"):
+        Server("127.0.0.1", 0, gswoole.SOCK_UDP, sock_type=gswoole.SOCK_TCP6)
     with pytest.raises(ValueError, match="mode must be gswoole.BASE"):
         Server("127.0.0.1", 0, 3)
 
@@ -160,7 +165,7 @@ def test_swoole_only_settings_are_kept_not_refused(servers):
 
 @pytest.mark.parametrize("name, value, alternative", [
     ("open_http_protocol", True, "gswoole.http.Server"),
-    ("open_websocket_protocol", 1, "issue 11"),
+    ("open_websocket_protocol", 1, "gswoole.websocket.Server"),
     ("ssl_method", 4, "ssl_min_version"),
     ("hook_flags", 1879048191, "gswoole.patch_all()"),
     ("open_tcp_keepalive", 1, "heartbeat_check_interval"),
