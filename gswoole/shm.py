@@ -304,10 +304,24 @@ class SeqLocks:
                 return
         self._lock_slow(offset)
 
+    def lock_if(self, index, word):
+        """Take the lock at word ``index`` (offset >> 3) only if the word is
+        ``word`` (unlocked): one CAS, never waits. True if taken."""
+        try:
+            scratch = _thread_local.scratch
+        except AttributeError:
+            scratch = _scratch()
+        scratch.address.value = self._base + (index << 3)
+        scratch.expected.value = word
+        scratch.value.value = word | _pid
+        return self._cas(scratch.address, scratch.expected_at, scratch.value, 5, 5)
+
     def unlock(self, offset):
+        """Release; returns the word now stored (the token readers will see)."""
         view = self._view
         i = offset >> 3
-        view[i] = (((view[i] >> 32) + 1) & SEQ_MASK) << 32
+        word = view[i] = (((view[i] >> 32) + 1) & SEQ_MASK) << 32
+        return word
 
     def begin_read(self, offset):
         """A token for ``end_read``; waits while a writer holds the bucket."""
