@@ -212,6 +212,8 @@ class Table:
         self._words = shm.make_words(self._segment)
         self._locks = shm.make_bucket_locks(self._words)
         self._seqlock = self._locks.kind == "seqlock"
+        if self._seqlock:
+            self._cas_at, self._words_base = self._words.cas_at, self._words.base
         # Native views: one aligned load or store per word (struct's "<q"
         # would copy byte by byte, and a reader could see half of a store).
         self._words_view = memoryview(self._map).cast("q")
@@ -457,8 +459,10 @@ class Table:
                     words = self._words_view
                     lock_i, token, at, key_at, data = slot
                     # Lock the bucket only if its word is still the remembered
-                    # one: then the chain, so the key's row, is unchanged.
-                    if words[lock_i] == token and self._locks.lock_if(lock_i, token):
+                    # one (one CAS, no wait): then the chain, so the key's
+                    # row, is unchanged.
+                    if words[lock_i] == token and self._cas_at(self._words_base + (lock_i << 3),
+                                                               token, token | shm._pid):
                         try:
                             self._map[at:at + len(packed)] = packed
                         finally:
