@@ -460,16 +460,22 @@ class Table:
                     lock_i, token, at, key_at, data = slot
                     # Lock the bucket only if its word is still the remembered
                     # one (one CAS, no wait): then the chain, so the key's
-                    # row, is unchanged.
+                    # row, is unchanged (and the key check, exact under the
+                    # lock, says so again).
                     if words[lock_i] == token and self._cas_at(self._words_base + (lock_i << 3),
                                                                token, token | shm._pid):
+                        mm = self._map
+                        mine = mm[key_at:key_at + len(data)] == data
                         try:
-                            self._map[at:at + len(packed)] = packed
+                            if mine:
+                                mm[at:at + len(packed)] = packed
                         finally:
                             token = (((token >> 32) + 1) & shm.SEQ_MASK) << 32
                             words[lock_i] = token      # unlock
                             slot[1] = token
-                        return True
+                        if mine:
+                            return True
+                        del self._slots[key]
         layout = self._layout
         if layout is None:
             self._ready()

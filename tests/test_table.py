@@ -405,3 +405,16 @@ def test_compiled_helper_cas_and_add():
         _atomic.cas(address, 1)
     with pytest.raises(TypeError):
         _atomic.add(address, 1.5)
+
+
+def test_a_remembered_row_whose_key_does_not_match_is_looked_up_again(mode):
+    table = make(4)
+    table.set("k", {"name": "a", "hits": 1, "score": 0.0})
+    if mode == "fcntl":
+        assert not table._slots
+        return
+    table._slots["k"][4] = b"\x01\x00\x00\x00x"       # as if the row held key "x"
+    assert table.set("k", {"name": "b", "hits": 2, "score": 0.0})
+    assert table.get("k") == {"name": "b", "hits": 2, "score": 0.0}
+    table._slots["k"][4] = b"\x01\x00\x00\x00x"
+    assert table.get("k", "hits") == 2 and table.count() == 1
