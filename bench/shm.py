@@ -8,9 +8,11 @@ Each side stores the same rows under the same 1,000 keys: a row is
 {"name": <str of 5-8 chars>, "hits": <int>, "score": <float>}.
 
 * Table: ``table.set(key, row)`` then ``table.get(key)`` (a 4,096-row table
-  with columns name STRING(32), hits INT, score FLOAT). Measured with the
-  CPU-atomics seqlock (the default) and with the fcntl fallback
-  (GSWOOLE_SHM_ATOMICS=fcntl), for information.
+  with columns name STRING(32), hits INT, score FLOAT). Measured as
+  installed (the CPU-atomics seqlock, through the compiled helper
+  gswoole._atomic when it was built), and for information through libatomic
+  with ctypes (GSWOOLE_SHM_ATOMICS=ctypes: what an install without a C
+  compiler gets) and with the fcntl fallback (GSWOOLE_SHM_ATOMICS=fcntl).
 * Manager: ``d[key] = row`` then ``d[key]`` on a ``Manager().dict()`` (one
   round trip to the manager process each).
 * Redis: ``HSET key name .. hits .. score ..`` then ``HGETALL key`` with
@@ -69,21 +71,25 @@ def measure(step, seconds, warmup):
 # -- the sides ----------------------------------------------------------------------
 
 def table_side(mode):
-    os.environ["GSWOOLE_SHM_ATOMICS"] = mode
+    """(step, name) for a Table; ``mode``: GSWOOLE_SHM_ATOMICS's value, or
+    None for the default."""
+    if mode is not None:
+        os.environ["GSWOOLE_SHM_ATOMICS"] = mode
     import gswoole
     table = gswoole.Table(4096)
     table.column("name", gswoole.Table.TYPE_STRING, 32)
     table.column("hits", gswoole.Table.TYPE_INT)
     table.column("score", gswoole.Table.TYPE_FLOAT)
     table.create()
-    os.environ.pop("GSWOOLE_SHM_ATOMICS")
+    os.environ.pop("GSWOOLE_SHM_ATOMICS", None)
     set_, get = table.set, table.get
 
     def step(i):
         set_(KEYS[i], ROWS[i])
         if get(KEYS[i])["hits"] != i:
             raise AssertionError("Table returned a wrong row")
-    return step, table.lock_kind
+    via = getattr(table._words, "via", None)
+    return step, table.lock_kind + (", %s" % via if via else "")
 
 
 def manager_side(manager):
@@ -176,8 +182,12 @@ def main():
     try:
         redis_problem = redis_server.start()
         sides = {}
-        table_step, kind = table_side("cpu")
+        table_step, kind = table_side(None)
         sides["Table (%s)" % kind] = table_step
+        if kind == "seqlock, c":
+            ctypes_step, ctypes_kind = table_side("ctypes")
+            if ctypes_kind == "seqlock, ctypes":
+                sides["Table (%s)" % ctypes_kind] = ctypes_step
         fallback_step, fallback_kind = table_side("fcntl")
         sides["Table (%s fallback)" % fallback_kind] = fallback_step
         sides["Manager().dict()"] = manager_side(manager)
@@ -195,9 +205,9 @@ def main():
     print("Table set+get from one process, %d round(s) of %.1f s, medians "
           "(each set and each get is one operation)" % (args.rounds, args.seconds))
     print()
-    print("%-26s %14s %22s" % ("side", "ops/s", "range"))
+    print("%-28s %14s %22s" % ("side", "ops/s", "range"))
     for name, rates in results.items():
-        print("%-26s %14s %22s" % (name, "{:,.0f}".format(medians[name]),
+        print("%-28s %14s %22s" % (name, "{:,.0f}".format(medians[name]),
                                    "{:,.0f} - {:,.0f}".format(min(rates), max(rates))))
     print()
     table_rate = medians["Table (%s)" % kind]

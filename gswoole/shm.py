@@ -110,7 +110,7 @@ def _libatomic():
     ctypes object of the right type, or a small int (the memory orders)."""
     if not _LIBATOMIC:
         found = None
-        if platform.machine().lower() in ("x86_64", "amd64"):
+        if _x86_64():
             try:
                 lib = ctypes.CDLL("libatomic.so.1")
             except OSError:
@@ -125,9 +125,38 @@ def _libatomic():
     return _LIBATOMIC[0]
 
 
+def _x86_64():
+    # The seqlock relies on x86-64's ordering of plain loads and stores.
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def _compiled():
+    """The optional C helper gswoole._atomic (setup.py builds it when a C
+    compiler is there), or None."""
+    if not _x86_64():
+        return None
+    try:
+        from . import _atomic
+    except ImportError:
+        return None
+    return _atomic
+
+
+def atomics_via():
+    """How shared words get CPU atomics: "c" (the compiled helper), "ctypes"
+    (libatomic through ctypes), or None (the fcntl fallback is used).
+    GSWOOLE_SHM_ATOMICS=fcntl or =ctypes forces one of the slower ways."""
+    forced = os.environ.get(FORCE_FALLBACK_ENV)
+    if forced == "fcntl":
+        return None
+    if forced != "ctypes" and _compiled() is not None:
+        return "c"
+    return "ctypes" if _libatomic() is not None else None
+
+
 def cpu_atomics_available():
     """True when shared words use CPU atomics (else the fcntl fallback)."""
-    return _libatomic() is not None and os.environ.get(FORCE_FALLBACK_ENV) != "fcntl"
+    return atomics_via() is not None
 
 
 _SEQ_CST = 5
@@ -156,17 +185,48 @@ def _scratch():
         return scratch
 
 
+def _ctypes_atomics():
+    """(cas(address, expected, new), add(address, delta)) over libatomic,
+    with the compiled helper's signature."""
+    lib_cas, lib_add = _libatomic()
+
+    def cas(address, expected, new):
+        try:
+            scratch = _thread_local.scratch
+        except AttributeError:
+            scratch = _scratch()
+        scratch.address.value = address
+        scratch.expected.value = expected
+        scratch.value.value = new
+        return lib_cas(scratch.address, scratch.expected_at, scratch.value, _SEQ_CST, _SEQ_CST)
+
+    def add(address, delta):
+        scratch = _scratch()
+        scratch.address.value = address
+        scratch.value.value = delta
+        return lib_add(scratch.address, scratch.value, _SEQ_CST)
+
+    return cas, add
+
+
 class CpuWords:
-    """Lock-free 64-bit words of a segment (x86-64, libatomic)."""
+    """Lock-free 64-bit words of a segment (x86-64; the compiled helper or
+    libatomic). ``cas_at`` and ``add_at`` take raw addresses: ``base`` plus
+    an offset inside this segment."""
 
     kind = "cpu"
 
-    def __init__(self, segment):
+    def __init__(self, segment, via):
         self._map = segment.map
         self._view = memoryview(segment.map).cast("q")   # native: one load/store per word
         self._anchor = ctypes.c_char.from_buffer(segment.map)   # pins the mapping
-        self._base = ctypes.addressof(self._anchor)
-        self._cas, self._add = _libatomic()
+        self.base = ctypes.addressof(self._anchor)
+        self.via = via
+        if via == "c":
+            helper = _compiled()
+            self.cas_at, self.add_at = helper.cas, helper.add
+        else:
+            self.cas_at, self.add_at = _ctypes_atomics()
 
     def load(self, offset):
         return self._view[offset >> 3]
@@ -176,19 +236,11 @@ class CpuWords:
 
     def add(self, offset, delta):
         """Add ``delta`` (wrapping at 64 bits); returns the new value."""
-        scratch = _scratch()
-        scratch.address.value = self._base + offset
-        scratch.value.value = delta
-        return self._add(scratch.address, scratch.value, _SEQ_CST)
+        return self.add_at(self.base + offset, delta)
 
     def cas(self, offset, old, new):
         """Set the word to ``new`` if it is ``old``; True if it did."""
-        scratch = _scratch()
-        scratch.address.value = self._base + offset
-        scratch.expected.value = old
-        scratch.value.value = new
-        return self._cas(scratch.address, scratch.expected_at, scratch.value, _SEQ_CST,
-                         _SEQ_CST)
+        return self.cas_at(self.base + offset, old, new)
 
 
 def _wrap64(value):
@@ -259,7 +311,8 @@ class LockedWords:
 
 
 def make_words(segment):
-    return CpuWords(segment) if cpu_atomics_available() else LockedWords(segment)
+    via = atomics_via()
+    return CpuWords(segment, via) if via else LockedWords(segment)
 
 
 # -- bucket locks ------------------------------------------------------------
@@ -286,28 +339,21 @@ class SeqLocks:
     def __init__(self, words):
         self.words = words
         self._view = words._view
-        self._cas = words._cas
-        self._base = words._base
+        self._cas_at = words.cas_at
+        self._base = words.base
 
     def lock(self, offset):
         word = self._view[offset >> 3]
-        if not word & PID_MASK:
-            # words.cas written out: this is half the cost of a write.
-            try:
-                scratch = _thread_local.scratch
-            except AttributeError:
-                scratch = _scratch()
-            scratch.address.value = self._base + offset
-            scratch.expected.value = word
-            scratch.value.value = word | _pid
-            if self._cas(scratch.address, scratch.expected_at, scratch.value, 5, 5):
-                return
+        if not word & PID_MASK and self._cas_at(self._base + offset, word, word | _pid):
+            return
         self._lock_slow(offset)
 
     def unlock(self, offset):
+        """Release; returns the word now stored (the token readers will see)."""
         view = self._view
         i = offset >> 3
-        view[i] = (((view[i] >> 32) + 1) & SEQ_MASK) << 32
+        word = view[i] = (((view[i] >> 32) + 1) & SEQ_MASK) << 32
+        return word
 
     def begin_read(self, offset):
         """A token for ``end_read``; waits while a writer holds the bucket."""

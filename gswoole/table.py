@@ -38,9 +38,11 @@ COUNT_AT = 32
 HANDED_OUT_AT = 40
 FREE_HEAD_AT = 48
 LOCKS_AT = 64
+_KEY_LENGTH = struct.Struct("=i")   # a row's key length word, as _ints reads it
 KEY_AT = 8          # a row: next row + 1 (int32), key length (int32), then the key
 BYTES_FLAG = 1 << 31                # a string column's length word: value was bytes
 MAX_KEY_SIZE = 65535
+SLOTS_LIMIT = 1 << 16               # most keys one process remembers the row of (see _remember)
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
 
 
@@ -90,6 +92,7 @@ class TableLayout:
                   "        return None", "    try:"]
         packed = []
         decode = []
+        names = []      # decode's locals, one per unpacked value
         position = 0
         for i, (name, kind, length) in enumerate(self.columns):
             encode.append("        v%d = row[%r]" % (i, name))
@@ -97,12 +100,14 @@ class TableLayout:
                 encode.append("        if v%d.__class__ is not int or not %d <= v%d <= %d:"
                               % (i, _INT_MIN, i, _INT_MAX))
                 packed.append("v%d" % i)
-                decode.append("%r: raw[%d]" % (name, position))
+                decode.append("%r: r%d" % (name, position))
+                names.append("r%d" % position)
                 position += 1
             elif kind == TYPE_FLOAT:
                 encode.append("        if v%d.__class__ is not float:" % i)
                 packed.append("v%d" % i)
-                decode.append("%r: raw[%d]" % (name, position))
+                decode.append("%r: r%d" % (name, position))
+                names.append("r%d" % position)
                 position += 1
             else:
                 encode.append("        if v%d.__class__ is not str:" % i)
@@ -110,15 +115,17 @@ class TableLayout:
                 encode.append("        v%d = v%d.encode()" % (i, i))
                 encode.append("        if len(v%d) > %d:" % (i, length))
                 packed.append("len(v%d), v%d" % (i, i))
-                decode.append("%r: (raw[%d][:raw[%d]].decode('utf-8', 'replace') if raw[%d] < %d "
-                              "else raw[%d][:raw[%d] & %d])"
+                decode.append("%r: (r%d[:r%d].decode('utf-8', 'replace') if r%d < %d "
+                              "else r%d[:r%d & %d])"
                               % (name, position + 1, position, position, BYTES_FLAG,
                                  position + 1, position, BYTES_FLAG - 1))
+                names += ["r%d" % position, "r%d" % (position + 1)]
                 position += 2
             encode.append("            return None")
         encode += ["    except KeyError:", "        return None",
                    "    return pack(%s)" % ", ".join(packed)]
-        source = "\n".join(encode) + "\ndef decode(raw):\n    return {%s}\n" % ", ".join(decode)
+        source = "\n".join(encode) + "\ndef decode(raw):\n    %s, = raw\n    return {%s}\n" % (
+            ", ".join(names), ", ".join(decode))
         namespace = {"pack": self.values.pack}
         exec(compile(source, "<gswoole.Table schema>", "exec"), namespace)
         return namespace["encode_plain"], namespace["decode"]
@@ -162,6 +169,10 @@ class Table:
         self.key_size = key_size
         self._columns = []
         self._layout = None
+        # key -> [bucket word index, bucket word, values offset, key offset, key bytes]
+        # (see _remember); empty until create(), and always on the fcntl fallback.
+        self._slots = {}
+        self._slots_limit = 0
 
     # -- schema ---------------------------------------------------------
 
@@ -201,6 +212,8 @@ class Table:
         self._words = shm.make_words(self._segment)
         self._locks = shm.make_bucket_locks(self._words)
         self._seqlock = self._locks.kind == "seqlock"
+        if self._seqlock:
+            self._cas_at, self._words_base = self._words.cas_at, self._words.base
         # Native views: one aligned load or store per word (struct's "<q"
         # would copy byte by byte, and a reader could see half of a store).
         self._words_view = memoryview(self._map).cast("q")
@@ -214,6 +227,10 @@ class Table:
         self._spec = {name: (index, kind, length)
                       for index, (name, kind, length) in enumerate(self._columns)}
         self._blank = self._encode_values({}, self._empty_row())
+        self._unpack_from = layout.values.unpack_from
+        self._decode = layout.decode
+        self._encode_plain = layout.encode_plain
+        self._slots_limit = min(layout.size, SLOTS_LIMIT) if self._seqlock else 0
         return True
 
     @property
@@ -349,6 +366,22 @@ class Table:
 
     def get(self, key, column=None):
         """The row as a dict, or one column's value; None if the key is absent."""
+        if key.__class__ is str:
+            slot = self._slots.get(key)
+            if slot is not None:
+                # A remembered row (see _remember): valid while its bucket's
+                # word is unchanged, which also brackets the read as a seqlock.
+                words = self._words_view
+                lock_i, token, at, key_at, data = slot
+                mm = self._map
+                if words[lock_i] == token and mm[key_at:key_at + len(data)] == data:
+                    raw = self._unpack_from(mm, at)
+                    if words[lock_i] == token:
+                        if column is None:
+                            return self._decode(raw)
+                        row = self._decode(raw)
+                        if column in row:
+                            return row[column]
         layout = self._layout
         if layout is None:
             self._ready()
@@ -395,6 +428,8 @@ class Table:
                 break
         if found < 0:
             return None
+        if seqlock and key.__class__ is str:
+            self._remember(key, lock_i, token, rows_at + row_size * found, data)
         if column is None:
             return layout.decode(raw)
         return layout.decode(raw)[column]
@@ -416,6 +451,31 @@ class Table:
         """Write the columns in ``row`` (a dict; other columns keep their
         values, or are 0/empty in a new row). False if the key is new and the
         table already holds ``size`` rows."""
+        if key.__class__ is str and row.__class__ is dict:
+            slot = self._slots.get(key)
+            if slot is not None:
+                packed = self._encode_plain(row)
+                if packed is not None:
+                    words = self._words_view
+                    lock_i, token, at, key_at, data = slot
+                    # Lock the bucket only if its word is still the remembered
+                    # one (one CAS, no wait): then the chain, so the key's
+                    # row, is unchanged (and the key check, exact under the
+                    # lock, says so again).
+                    if words[lock_i] == token and self._cas_at(self._words_base + (lock_i << 3),
+                                                               token, token | shm._pid):
+                        mm = self._map
+                        mine = mm[key_at:key_at + len(data)] == data
+                        try:
+                            if mine:
+                                mm[at:at + len(packed)] = packed
+                        finally:
+                            token = (((token >> 32) + 1) & shm.SEQ_MASK) << 32
+                            words[lock_i] = token      # unlock
+                            slot[1] = token
+                        if mine:
+                            return True
+                        del self._slots[key]
         layout = self._layout
         if layout is None:
             self._ready()
@@ -440,9 +500,30 @@ class Table:
                 current = self._raw_columns(layout.values.unpack_from(self._map, at))
                 packed = self._encode_values(row, current)
             self._map[at:at + len(packed)] = packed
-            return True
         finally:
-            locks.unlock(lock_at)
+            token = locks.unlock(lock_at)
+        if token is not None and key.__class__ is str:
+            self._remember(key, lock_at >> 3, token, at - layout.values_at, data)
+        return True
+
+    def _remember(self, key, lock_i, token, row_at, data):
+        """Remember where ``key``'s row is, so that the next get or set of it
+        skips hashing and walking the chain. ``token`` is the bucket's word
+        (unlocked) when the row was seen in the chain: while the word still
+        has that value nobody has locked the bucket since, so the chain and
+        the row are as they were. Any change by any process (a write, a
+        delete, a takeover from a dead holder) bumps the word's sequence and
+        the entry is ignored until a lookup refreshes it. The row's key
+        (length word and bytes) is compared too, as a second check that costs
+        little. Seqlock tables
+        only (the fcntl fallback has no such word)."""
+        slots = self._slots
+        if len(slots) >= self._slots_limit:
+            if not self._slots_limit:
+                return
+            slots.clear()
+        slots[key] = [lock_i, token, row_at + self._layout.values_at, row_at + KEY_AT - 4,
+                      _KEY_LENGTH.pack(len(data)) + data]
 
     def _link_new(self, bucket, data):
         """Take a free row, write the key and blank columns, link it at the
@@ -502,6 +583,8 @@ class Table:
         """Remove ``key``'s row; False if it was not there."""
         locks = self._ready()
         data, h = self._key_of(key)
+        if key.__class__ is str:
+            self._slots.pop(key, None)
         layout = self._layout
         ints = self._ints
         bucket = h & layout.mask

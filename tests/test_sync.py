@@ -14,7 +14,10 @@ from gswoole import shm
 
 from test_table import run_children
 
-MODES = ["cpu", "fcntl"] if shm._libatomic() is not None else ["fcntl"]
+# "c": the compiled helper (when built), "ctypes": libatomic through ctypes,
+# "fcntl": the lock-based fallback (GSWOOLE_SHM_ATOMICS picks one).
+MODES = ((["c"] if shm._compiled() is not None else [])
+         + (["ctypes"] if shm._libatomic() is not None else []) + ["fcntl"])
 
 
 @pytest.fixture(params=MODES)

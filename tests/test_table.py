@@ -15,7 +15,10 @@ import gswoole
 from gswoole import shm
 from gswoole.table import TYPE_FLOAT, TYPE_INT, TYPE_STRING, TableLayout
 
-MODES = ["cpu", "fcntl"] if shm._libatomic() is not None else ["fcntl"]
+# "c": the compiled helper (when built), "ctypes": libatomic through ctypes,
+# "fcntl": the lock-based fallback (GSWOOLE_SHM_ATOMICS picks one).
+MODES = ((["c"] if shm._compiled() is not None else [])
+         + (["ctypes"] if shm._libatomic() is not None else []) + ["fcntl"])
 
 
 @pytest.fixture(params=MODES)
@@ -151,7 +154,8 @@ def test_bad_values_raise_and_change_nothing(mode):
 
 def test_set_get_partial_delete_iterate(mode):
     table = make()
-    assert table.lock_kind == ("seqlock" if mode == "cpu" else "fcntl")
+    assert table.lock_kind == ("fcntl" if mode == "fcntl" else "seqlock")
+    assert getattr(table._words, "via", "fcntl") == mode
     assert table.get("a") is None
     assert table.set("a", {"name": "ann", "hits": 3, "score": 1.5})
     assert table.get("a") == {"name": "ann", "hits": 3, "score": 1.5}
@@ -274,3 +278,143 @@ def test_a_writer_killed_holding_a_bucket_lock_does_not_wedge_the_table(mode):
         assert table.set("k2", {"hits": 5})
     finally:
         signal.alarm(0)
+
+
+# -- the remembered rows (per-process slot cache, seqlock tables) --------------------
+
+def _same_bucket_keys(table, count):
+    """``count`` keys that hash to one bucket of ``table``."""
+    mask = table._layout.mask
+    found = []
+    i = 0
+    while len(found) < count:
+        key = "c%d" % i
+        if hash(key) & mask == hash("c0") & mask:
+            found.append(key)
+        i += 1
+    return found
+
+
+def test_a_remembered_row_is_never_used_after_another_process_moved_the_key(mode):
+    """The parent remembers where k1 lives; a child deletes k1, gives its row
+    to k2 (same bucket, and another bucket) and puts k1 back in another row.
+    The parent must then read and write k1's new row, never k2's."""
+    table = make(4)
+    k1, k2 = _same_bucket_keys(table, 2)
+    for other in (k2, "elsewhere"):
+        table.set(k1, {"name": "old", "hits": 1, "score": 1.0})
+        assert table.get(k1) == {"name": "old", "hits": 1, "score": 1.0}   # remembered
+        if mode != "fcntl":
+            assert k1 in table._slots
+
+        def body(i):
+            assert table.delete(k1)
+            assert table.set(other, {"name": "other", "hits": 2, "score": 2.0})
+            assert table.set(k1, {"name": "new", "hits": 3, "score": 3.0})
+
+        run_children(1, body)
+        assert table.set(k1, {"name": "mine", "hits": 4, "score": 4.0})   # a set first
+        assert table.get(other) == {"name": "other", "hits": 2, "score": 2.0}
+        assert table.get(k1) == {"name": "mine", "hits": 4, "score": 4.0}
+        run_children(1, body)
+        assert table.get(k1) == {"name": "new", "hits": 3, "score": 3.0}  # then a get first
+        assert table.get(k1, "hits") == 3
+        assert table.get(other) == {"name": "other", "hits": 2, "score": 2.0}
+        assert dict(table) == {k1: table.get(k1), other: table.get(other)}
+        assert table.delete(other) and table.delete(k1) and table.count() == 0
+
+
+def test_a_remembered_row_is_forgotten_on_delete_and_when_the_bucket_changes(mode):
+    table = make(4)
+    k1, k2 = _same_bucket_keys(table, 2)
+    table.set(k1, {"hits": 1})
+    table.set(k2, {"hits": 2})                 # same bucket: k1's remembered word is stale
+    assert table.get(k1, "hits") == 1 and table.get(k2, "hits") == 2
+    assert table.set(k1, {"name": "a", "hits": 5, "score": 0.5})
+    assert table.delete(k1) and table.get(k1) is None and k1 not in table._slots
+    assert table.set(k1, {"name": "b", "hits": 6, "score": 0.5})   # a new row
+    assert table.get(k1, "hits") == 6 and table.get(k2, "hits") == 2
+    for i in range(3):                         # the remembered slot used repeatedly
+        assert table.set(k1, {"name": "c", "hits": i, "score": 0.0})
+        assert table.get(k1, "hits") == i
+    assert table.count() == 2
+
+
+def test_the_slot_memory_is_bounded(mode, monkeypatch):
+    monkeypatch.setattr("gswoole.table.SLOTS_LIMIT", 8)
+    table = make(64)
+    for i in range(64):
+        assert table.set("k%d" % i, {"name": "v", "hits": i, "score": 0.0})
+        assert len(table._slots) <= 8
+    assert all(table.get("k%d" % i, "hits") == i for i in range(64))
+    assert len(table._slots) <= 8
+
+
+def test_two_writers_through_remembered_rows_and_readers_never_see_a_half_row(mode):
+    table = gswoole.Table(4)
+    table.column("a", gswoole.Table.TYPE_INT)
+    table.column("s", gswoole.Table.TYPE_STRING, 64)
+    table.column("b", gswoole.Table.TYPE_INT)
+    table.create()
+    table.set("row", {"a": 0, "s": "0", "b": 0})
+    writes = 10000
+
+    def body(i):
+        if i < 2:
+            sign = 1 if i == 0 else -1              # writers write different rows
+            for n in range(1, writes + 1):
+                v = sign * n
+                table.set("row", {"a": v, "s": str(n % 10) * (n % 64 + 1), "b": -v})
+            table.incr("done", "a")
+        else:
+            while table.get("done", "a") != 2:
+                row = table.get("row")
+                n = abs(row["a"])
+                assert row["b"] == -row["a"], row
+                assert row["s"] == str(n % 10) * (n % 64 + 1), row
+
+    run_children(3, body)
+    row = table.get("row")
+    assert abs(row["a"]) == writes and row["b"] == -row["a"]
+
+
+# -- the compiled helper ----------------------------------------------------------
+
+def test_the_compiled_helper_is_built_in_ci():
+    """CI installs with pip install -e, which builds gswoole._atomic with gcc;
+    elsewhere it is optional (libatomic through ctypes is used instead)."""
+    if not os.environ.get("GSWOOLE_CI"):
+        pytest.skip("only CI requires the compiled helper (GSWOOLE_CI)")
+    assert shm._compiled() is not None, "gswoole._atomic was not built (setup.py, gcc)"
+
+
+@pytest.mark.skipif(shm._compiled() is None, reason="gswoole._atomic not built")
+def test_compiled_helper_cas_and_add():
+    import ctypes
+    from gswoole import _atomic
+    cell = ctypes.c_int64(5)
+    address = ctypes.addressof(cell)
+    assert _atomic.cas(address, 4, 9) is False and cell.value == 5
+    assert _atomic.cas(address, 5, 9) is True and cell.value == 9
+    assert _atomic.add(address, 1) == 10
+    cell.value = (1 << 63) - 1
+    assert _atomic.add(address, 1) == -(1 << 63)                  # wraps like C
+    assert _atomic.add(address, 1 << 63) == 0                     # taken modulo 2**64
+    assert _atomic.cas(address, 0, -1) is True and cell.value == -1
+    with pytest.raises(TypeError):
+        _atomic.cas(address, 1)
+    with pytest.raises(TypeError):
+        _atomic.add(address, 1.5)
+
+
+def test_a_remembered_row_whose_key_does_not_match_is_looked_up_again(mode):
+    table = make(4)
+    table.set("k", {"name": "a", "hits": 1, "score": 0.0})
+    if mode == "fcntl":
+        assert not table._slots
+        return
+    table._slots["k"][4] = b"\x01\x00\x00\x00x"       # as if the row held key "x"
+    assert table.set("k", {"name": "b", "hits": 2, "score": 0.0})
+    assert table.get("k") == {"name": "b", "hits": 2, "score": 0.0}
+    table._slots["k"][4] = b"\x01\x00\x00\x00x"
+    assert table.get("k", "hits") == 2 and table.count() == 1
