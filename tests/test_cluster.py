@@ -6,15 +6,12 @@ dropped, and nothing of Redis imported without the settings."""
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
-from conftest import REPO_ROOT, wait_until
+from conftest import EMIT, wait_until
 from redis_server import RedisServer
+from test_websocket import RawClient
 
 SECRET = "test-secret"
 
@@ -204,3 +201,56 @@ server.on("receive", receive)
         sock.sendall(b"?")
         sock.settimeout(10)
         assert sock.recv(1000) == b"[]"
+
+
+WS_NODE = """
+import json
+import gswoole, gswoole.websocket
+""" + EMIT + """
+server = gswoole.websocket.Server("127.0.0.1", 0)
+server.set(worker_num=2, log_level="info", {settings})
+server.on("start", lambda s: emit("READY", s.port, s.master_pid))
+
+def on_message(server, frame):
+    cmd, _, rest = frame.data.partition(" ")
+    if cmd == "fd":
+        server.push(frame.fd, str(frame.fd))
+    elif cmd == "push":
+        fd, _, text = rest.partition(" ")
+        server.push(frame.fd, json.dumps(server.push(int(fd), text)))
+    elif cmd == "all":
+        server.broadcast(rest)
+    elif cmd == "some":
+        fds, _, text = rest.partition(" ")
+        server.broadcast(text, [int(fd) for fd in fds.split(",")])
+server.on("message", on_message)
+server.start()
+"""
+
+
+def test_websocket_push_and_broadcast_across_nodes(serve, redis_server):
+    nodes = [serve(WS_NODE.replace("{settings}", node_settings(redis_server, name)), raw=True)
+             for name in ("a", "b", "c")]
+    clients = [RawClient(node.port) for node in nodes for _ in range(2)]
+    fds = []
+    for client in clients:
+        client.send_text("fd")
+        fds.append(int(client.recv_message()[1]))
+    assert len({fd >> 32 for fd in fds}) == 3
+
+    def pushed(i, j, text):
+        clients[i].send_text("push %d %s" % (fds[j], text))
+        return clients[i].recv_message()[1] == b"true"
+    for j in (2, 4):
+        wait_until(lambda: pushed(0, j, "hi"), message="node a reaching fd %d" % fds[j])
+        assert clients[j].recv_message() == (1, b"hi")
+    clients[0].send_text("all hello everyone")
+    for client in clients:
+        assert client.recv_message() == (1, b"hello everyone")
+    clients[3].send_text("some %d,%d,%d only some" % (fds[0], fds[3], fds[5]))
+    for i in (0, 3, 5):
+        assert clients[i].recv_message() == (1, b"only some")
+    clients[0].send_text("all last")     # the others got nothing in between
+    for client in clients:
+        assert client.recv_message() == (1, b"last")
+        client.close()
