@@ -158,7 +158,9 @@ def test_a_message_with_a_bad_signature_is_dropped(serve, redis_server):
     client = redis.Redis(port=redis_server.port)
     from gswoole.cluster import node_channel, wire
     forged = wire.encode(b"wrong secret", {"k": "cast", "op": "send", "args": [fd_a, "evil"]})
-    assert client.publish(node_channel(fd_a >> 32), forged) == 1
+    # (the node's cluster process subscribes a moment after the node is ready)
+    wait_until(lambda: client.publish(node_channel(fd_a >> 32), forged) == 1,
+               message="the node's subscriber")
     a.wait_line("dropped a message from Redis: bad signature", stream="err")
     assert ca.ask("fd") == fd_a     # nothing else came to the client
     client.close()
