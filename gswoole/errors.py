@@ -83,3 +83,8 @@ class TaskError(GSwooleError):
         if self.remote_traceback:
             return "%s\n\nRemote traceback:\n%s" % (base, self.remote_traceback)
         return base
+
+
+class ClusterError(GSwooleError, RuntimeError):
+    """The cluster cannot be joined at start: Redis unreachable, redis-py
+    missing, or this node's ``node_id`` already live in the cluster."""

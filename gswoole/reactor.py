@@ -119,6 +119,7 @@ class Reactor(Sending, Closing, Stopping, Controls, Encryption):
         self._heartbeat = None
         self.sweepers = []           # called every second with the reactor (protocol timeouts)
         self.route = None            # (pid, worker_id, op, *args) -> answer, for other workers' fds
+        self.cluster = None          # cluster.routing.ClusterRouting: other nodes' fds
         self.cast = None             # (pid, worker_id, op, *args): the same, not waiting
         self.remote_ops = {}         # op -> fn: what protocols let other workers call here
         self.stop_hooks = []         # called once when a graceful stop begins
@@ -424,6 +425,8 @@ class Reactor(Sending, Closing, Stopping, Controls, Encryption):
         ``patient``: the op itself waits (sendfile), so wait for its answer
         as long as the owner lives rather than the usual few seconds."""
         pid, worker_id = self.shared.owner_of(fd)
+        if not pid and self.cluster is not None and getcurrent() is not self.hub:
+            return self.cluster.route(fd, op, list(args), default)   # another node's fd
         if not pid or pid == self.pid or getcurrent() is self.hub or not pid_alive(pid):
             return self._fail(fd, None) if default is False else default
         return self.route(pid, worker_id, op, *args, patient=patient)
@@ -474,7 +477,8 @@ class Reactor(Sending, Closing, Stopping, Controls, Encryption):
         return info
 
     def get_client_list(self, start_fd=0, page_size=0):
-        """Open fds above ``start_fd`` in ascending order; ``page_size`` 0 = all."""
+        """This worker's open fds above ``start_fd`` in ascending order;
+        ``page_size`` 0 = all."""
         fds = sorted(fd for fd, c in self.conns.items() if fd > start_fd and c.state == OPEN)
         return fds[:page_size] if page_size else fds
 

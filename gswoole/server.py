@@ -14,7 +14,8 @@ import time
 
 from . import callbacks as _callbacks
 from . import errors, settings, swoole_settings
-from .errors import CallbackError, EventLoopError, ServerStateError, SettingError
+from .errors import (CallbackError, ClusterError, EventLoopError, ServerStateError,
+                     SettingError)
 from .framing import make_splitter
 from .logs import configure_logging
 from .master import Arbiter, daemonize, remove_pid_file, write_pid_file
@@ -270,6 +271,10 @@ class Server:
                     "enable_delay_receive: the stream port %s reads a connection only "
                     "once server.confirm(fd) is called, so it needs a 'connect' callback "
                     "that calls it" % listener.describe())
+        if self.setting["cluster_redis"] and not self.setting["cluster_secret"]:
+            raise SettingError("cluster_redis needs cluster_secret: the key (the same on every "
+                               "node) that signs every message crossing Redis, so that access "
+                               "to Redis is not code execution on every node")
         if self.setting["task_worker_num"] and "task" not in self._callbacks:
             raise ServerStateError("task_worker_num is %d but there is no 'task' callback: "
                                    "server.on('task', fn(server, task_id, src_worker_id, data))"
@@ -290,6 +295,7 @@ class Server:
         setting = self.setting
         configure_logging(setting)
         self._log_swoole_differences()
+        node = self._join_cluster() if setting["cluster_redis"] else 0
         if setting["daemonize"]:
             daemonize(setting["log_file"])
         self.master_pid = os.getpid()
@@ -298,7 +304,7 @@ class Server:
             write_pid_file(pid_file, self.master_pid)
         for listener in self._listeners:
             listener.activate(setting["backlog"], setting["enable_reuse_port"])
-        self._shared = SharedState()
+        self._shared = SharedState(node)
         set_title(setting["process_name"], "master process")
         log.info("gswoole master %d listening on %s with %d worker(s)", self.master_pid,
                  ", ".join(l.describe() for l in self._listeners), setting["worker_num"])
@@ -319,6 +325,23 @@ class Server:
             if pid_file:
                 remove_pid_file(pid_file, self.master_pid)
         return True
+
+    def _join_cluster(self):
+        """Register this node (ClusterError if Redis does not answer) and
+        add the node's cluster process, after the user's own processes."""
+        try:
+            from .cluster.link import register_node
+        except ImportError as exc:
+            raise ClusterError("cluster_redis needs redis-py (pip install "
+                               "'gswoole[cluster]'): %s" % exc) from None
+        from .cluster.node import run_cluster_process
+        node = register_node(self.setting)
+        process = Process(run_cluster_process)
+        process.index = len(self._user_processes)
+        self._user_processes.append(process)
+        log.info("cluster node %d (%s) on %s", node, self.setting["node_id"] or "unnamed",
+                 self.setting["cluster_redis"])
+        return node
 
     def _log_swoole_differences(self):
         """One line for each thing asked the Swoole way that does nothing here."""
@@ -398,14 +421,17 @@ class Server:
     def get_client_info(self, fd):
         self._not_in_worker("get_client_info")
 
-    def get_client_list(self, start_fd=0, page_size=0):
+    def get_client_list(self, start_fd=0, page_size=0, cluster=False):
         """Open fds above ``start_fd`` across all event workers, ascending;
-        ``page_size`` 0 means all."""
+        ``page_size`` 0 means all. ``cluster=True`` (with cluster_redis, in
+        an event worker): across every live node of the cluster too."""
         fds = []
         for found in self._ask_event_workers("get_client_list", "get_client_list",
                                              start_fd, 0):
             if isinstance(found, list):
                 fds.extend(found)
+        if cluster and self._worker is not None and self._worker.reactor.cluster is not None:
+            fds.extend(self._worker.reactor.cluster.client_list(start_fd))
         fds.sort()
         return fds[:page_size] if page_size else fds
 

@@ -205,6 +205,34 @@ def choice(*options):
     return check
 
 
+def redis_url(value):
+    """'redis://host:port/db' (port and db optional), or None."""
+    if value is None:
+        return None
+    parse_redis_url(value)
+    return value
+redis_url.describe = "'redis://host:port/db' or None"
+redis_url.kind = str
+
+
+def parse_redis_url(value):
+    """(host, port, db) of a 'redis://host:port/db' address; ValueError if it is not one."""
+    if not isinstance(value, str):
+        raise TypeError("expected 'redis://HOST:PORT/DB', got %r" % (value,))
+    scheme, sep, rest = value.partition("://")
+    if scheme != "redis" or not sep:
+        raise ValueError("expected 'redis://HOST:PORT/DB', got %r" % value)
+    address, _, db = rest.partition("/")
+    host, colon, port = address.rpartition(":")
+    if not colon:
+        host, port = address, "6379"
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535 \
+            or (db and not db.isdigit()):
+        raise ValueError("expected 'redis://HOST:PORT/DB', got %r" % value)
+    return host, int(port), int(db or 0)
+
+
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
                "error": logging.ERROR, "critical": logging.CRITICAL}
 
@@ -487,6 +515,19 @@ SETTINGS = [
             "format plus microseconds.", cli="--access-logformat"),
     Setting("access_log_json", False, boolean,
             "Write the access log as one JSON object per line.", cli="--access-log-json"),
+    # many machines (docs/cluster.md)
+    Setting("cluster_redis", None, redis_url,
+            "Join the cluster on this Redis ('redis://host:port/db'); needs cluster_secret.",
+            cli="--cluster-redis"),
+    Setting("node_id", None, optional_text,
+            "This node's name in the cluster (default: host name and master pid).",
+            cli="--node-id"),
+    Setting("cluster_secret", None, optional_text,
+            "Key of the HMAC that signs every message crossing Redis (same on every node).",
+            cli="--cluster-secret"),
+    Setting("cluster_node_timeout", 10.0, seconds(1.0),
+            "A node that has not refreshed its registration for this long is dead.",
+            cli="--cluster-node-timeout"),
 ]
 
 BY_NAME = {s.name: s for s in SETTINGS}

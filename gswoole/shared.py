@@ -24,6 +24,8 @@ import struct
 import tempfile
 import time
 
+from .cluster import first_fd
+
 ID_BLOCK = 64
 MAX_SLOTS = 4096
 OWNER_ENTRIES = 1 << 16
@@ -46,9 +48,13 @@ _SLOTS_AT = _OWNERS_AT + _OWNER.size * OWNER_ENTRIES
 
 
 class SharedState:
-    def __init__(self):
+    def __init__(self, node=0):
+        """``node``: this server's node number in a cluster (0: none); its
+        fds then start at ``cluster.first_fd(node)``, unique in the cluster."""
+        self.node = node
         self._map = mmap.mmap(-1, _SLOTS_AT + _SLOT.size * MAX_SLOTS)
-        _HEADER.pack_into(self._map, 0, 1, *([0] * len(RETIRED_TOTALS)))
+        _HEADER.pack_into(self._map, 0, first_fd(node) if node else 1,
+                          *([0] * len(RETIRED_TOTALS)))
         self._lock_file = tempfile.TemporaryFile(prefix="gswoole-ids-")
         self._free = list(range(MAX_SLOTS - 1, -1, -1))   # master-only bookkeeping
 

@@ -278,6 +278,26 @@ class Mailbox:
             return errors.set_last_error(errors.SESSION_NOT_EXIST)
         return self._post(box, ipc.CALL, 0, (op, args), dst_pid=pid, dst_worker=worker_id)
 
+    # -- answers that come through the cluster (cluster/) ----------------
+
+    def expect_reply(self):
+        """(call id, AsyncResult) for a call whose REPLY will come to this
+        inbox from elsewhere (another node); ``forget_reply`` when done."""
+        call_id = next(self._call_ids)
+        result = self._calls[call_id] = AsyncResult()
+        return call_id, result
+
+    def forget_reply(self, call_id):
+        self._calls.pop(call_id, None)
+
+    def deliver(self, kind, msg_id, obj, pid, worker_id):
+        """Hand a message that came from another node (a reply, a task's
+        result) to worker process ``pid`` of this node."""
+        box = self._outbox_for_worker(worker_id, pid)
+        if box is None:
+            return False
+        return self._post(box, kind, msg_id, obj, dst_pid=pid, dst_worker=worker_id)
+
     # -- receiving (hub) -------------------------------------------------
 
     def _on_readable(self, sock):

@@ -105,6 +105,10 @@ class Worker:
         self.mailbox = Mailbox(self.server, self.worker_id, ctx, self.reactor)
         self.reactor.route = self.mailbox.call
         self.reactor.cast = self.mailbox.cast
+        if ctx.shared.node:
+            from .cluster.routing import ClusterRouting
+            self.reactor.cluster = ClusterRouting(self.setting, ctx.shared.node, self.mailbox,
+                                                  self.worker_id, self.pid)
         self.server._attach_worker(self)
         hub_loop = gevent.get_hub().loop
         watchdog.arm_stack_dump(sys.stderr)

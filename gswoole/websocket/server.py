@@ -21,7 +21,8 @@ Pushing. ``push`` to a connection of this worker writes a frame made here
 connection of another worker it is a cross-worker call, as ``send`` is.
 ``broadcast`` makes the frame once and sends it to this worker's
 connections, and one message per other worker carrying the frame, which
-that worker sends to its own (a frame without compression is valid on a
+that worker sends to its own (in a cluster, one more message, published to
+every other node, whose cluster process passes it to its workers) (a frame without compression is valid on a
 connection that negotiated it: RFC 7692 lets each message choose).
 
 Every second the sweep pings connections idle for ``websocket_ping_interval``
@@ -233,9 +234,13 @@ class _WebSocketProtocol(_HttpProtocol):
         if fds is None:
             for pid, worker_id in host.event_workers():
                 host.cast(pid, worker_id, "websocket_frame_to", frame, None)
+            cluster = getattr(host, "cluster", None)
+            if cluster is not None:
+                cluster.broadcast(frame, None)
             return self._send_frame_local(frame, None)
         others = {}
         mine = []
+        remote = []    # other nodes' fds (a cluster)
         for fd in fds:
             if fd in self._ws:
                 mine.append(fd)
@@ -243,8 +248,12 @@ class _WebSocketProtocol(_HttpProtocol):
                 owner = host.shared.owner_of(fd)
                 if owner[0] and owner[0] != host.pid:
                     others.setdefault(owner, []).append(fd)
+                elif not owner[0] and getattr(host, "cluster", None) is not None:
+                    remote.append(fd)
         for (pid, worker_id), group in others.items():
             host.cast(pid, worker_id, "websocket_frame_to", frame, group)
+        if remote:
+            host.cluster.broadcast(frame, remote)
         return self._send_frame_local(frame, mine)
 
     def _send_frame_local(self, frame, fds):
