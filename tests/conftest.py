@@ -142,6 +142,22 @@ class ServerProcess:
             self.proc.wait(5)
 
 
+def stop_process_group(proc, timeout=10.0):
+    """Stop a process this test started in a session of its own: SIGTERM to
+    it, then SIGKILL to whatever is left of its group; always reaped."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(5)
+
+
 def children_of(pid):
     found = []
     for entry in os.listdir("/proc"):

@@ -12,13 +12,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
+
+from conftest import stop_process_group
 
 from websockets.sync.client import connect
 
@@ -69,20 +70,6 @@ class Lines:
 def _start(args, **kw):
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True, **kw)
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(5)
 
 
 class DevTools:
@@ -166,5 +153,5 @@ def test_browser_chats_with_python_client(tmp_path):
                     break
     finally:
         if browser is not None:
-            _stop(browser)
-        _stop(server)
+            stop_process_group(browser, 15)
+        stop_process_group(server, 15)

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import EMIT, recv_until_eof, wait_until
+from conftest import EMIT, recv_until_eof, stop_process_group, wait_until
 from test_http import read_response, request
 
 WSGI_HEADER = """\
@@ -188,20 +188,6 @@ def _port_of(proc):
     raise AssertionError("no 'listening on' line; stderr: %s" % proc.stderr.read().decode())
 
 
-def _reap(proc):
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(5)
-
-
 @pytest.mark.parametrize("target", ["myapp:app", "myapp.py:app", "myapp:create_app",
                                     "myapp:create_app()"])
 def test_cli_serves_wsgi_app_with_two_workers_and_stops_on_sigint(tmp_path, target):
@@ -214,7 +200,7 @@ def test_cli_serves_wsgi_app_with_two_workers_and_stops_on_sigint(tmp_path, targ
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(15) == 0
     finally:
-        _reap(proc)
+        stop_process_group(proc)
 
 
 def _children(pid):
@@ -232,7 +218,7 @@ def test_cli_config_file(tmp_path):
         assert request(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")[0] == 200
         wait_until(lambda: len(_children(proc.pid)) == 3, message="three workers")
     finally:
-        _reap(proc)
+        stop_process_group(proc)
 
 
 def test_cli_version():
