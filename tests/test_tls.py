@@ -17,7 +17,8 @@ import pytest
 trustme = pytest.importorskip("trustme")
 
 from conftest import EMIT, recv_exactly, recv_until_eof, wait_until  # noqa: E402
-from test_wsgi import APP_FILE, _port_of, _reap  # noqa: E402
+from test_wsgi import APP_FILE, _port_of  # noqa: E402
+from conftest import stop_process_group  # noqa: E402
 
 TLS_PORT = "gswoole.SOCK_TCP | gswoole.SSL"
 
@@ -337,7 +338,7 @@ def scheme(environ, start_response):
         assert conn.getresponse().read() == b"https on"
         conn.close()
     finally:
-        _reap(proc)
+        stop_process_group(proc)
 
 
 def test_min_version_and_ciphers(serve, pki):

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from test_wsgi import _port_of, _reap, request
+from conftest import stop_process_group
+from test_wsgi import _port_of, request
 
 pytest.importorskip("flask_socketio")
 socketio = pytest.importorskip("socketio")
@@ -83,7 +84,7 @@ def test_wsgi_websocket_echo_plain_and_refused(tmp_path):
         # The worker is fine afterwards.
         assert request(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")[2] == b"plain"
     finally:
-        _reap(proc)
+        stop_process_group(proc)
 
 
 @pytest.mark.parametrize("driver", ["simple-websocket", "gevent-websocket"])
@@ -114,6 +115,6 @@ def test_flask_socketio_under_gswoole_serve(tmp_path, driver):
     finally:
         for sio in clients:
             sio.disconnect()
-        _reap(proc)
+        stop_process_group(proc)
     errors = proc.stderr.read().decode()
     assert "Traceback" not in errors, errors
