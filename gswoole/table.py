@@ -490,11 +490,9 @@ class Table:
         locks = self._locks
         locks.lock(lock_at)
         try:
-            index = self._lookup(bucket, data)
+            index = self._lookup_or_link(bucket, data)
             if index < 0:
-                index = self._link_new(bucket, data)
-                if index < 0:
-                    return False
+                return False
             at = layout.rows_at + layout.row_size * index + layout.values_at
             if not full:
                 current = self._raw_columns(layout.values.unpack_from(self._map, at))
@@ -524,6 +522,12 @@ class Table:
             slots.clear()
         slots[key] = [lock_i, token, row_at + self._layout.values_at, row_at + KEY_AT - 4,
                       _KEY_LENGTH.pack(len(data)) + data]
+
+    def _lookup_or_link(self, bucket, data):
+        """The row of key ``data`` in ``bucket``, linking a new one if it has
+        none (the caller holds the bucket's lock). -1 when the table is full."""
+        index = self._lookup(bucket, data)
+        return index if index >= 0 else self._link_new(bucket, data)
 
     def _link_new(self, bucket, data):
         """Take a free row, write the key and blank columns, link it at the
@@ -638,11 +642,9 @@ class Table:
         lock_at = LOCKS_AT + 8 * bucket
         locks.lock(lock_at)
         try:
-            index = self._lookup(bucket, data)
+            index = self._lookup_or_link(bucket, data)
             if index < 0:
-                index = self._link_new(bucket, data)
-                if index < 0:
-                    return False
+                return False
             at = layout.rows_at + layout.row_size * index + offset
             value = cell.unpack_from(self._map, at)[0] + by
             if kind == TYPE_INT and not _INT_MIN <= value <= _INT_MAX:

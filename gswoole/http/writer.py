@@ -207,8 +207,8 @@ class ResponseWriter:
                 keep_alive = False       # the close is what ends the body
         elif code < 200 or code == 204:
             mode = NO_BODY
-            if length is not None:
-                kept = [h for h in kept if _kind(h[0]) != _CONTENT_LENGTH]
+            if length is not None:           # never on a 1xx or 204 (RFC 9110 8.6)
+                kept = _without_hop_by_hop(kept, code)
         else:                            # 304, or an answer to HEAD
             mode = NO_BODY
             if length is None and code != 304:
@@ -290,11 +290,13 @@ def _without_our(date_line, kind):
 
 
 def _without_hop_by_hop(headers, code):
-    """``headers`` less those the writer interprets instead of copying."""
+    """``headers`` less those the writer interprets instead of copying (and
+    less Content-Length on a 1xx or 204)."""
     kept = []
     for header in headers:
         kind = _kind(header[0])
-        if kind == _ORDINARY or kind == _CONTENT_LENGTH or kind == _DATE or kind == _SERVER \
+        if kind == _ORDINARY or kind == _DATE or kind == _SERVER \
+                or (kind == _CONTENT_LENGTH and code >= 200 and code != 204) \
                 or (kind == _UPGRADE and code == 101):
             kept.append(header)
     return kept
