@@ -254,10 +254,14 @@ PIPELINABLE = [c.values[0] for c in VALID_CASES
                and _keeps_alive(c.values[0])]
 
 
+REQUEST_FIELDS = ("method", "raw_uri", "path", "query_string", "fragment", "version", "headers",
+                  "body", "trailers", "keep_alive", "chunked", "expect_continue", "websocket")
+
+
 def _events(data, limits, pieces):
     parser = RequestParser(**limits)
     events = feed_all(parser, pieces) + [("eof", parser.feed_eof())]
-    return [(type(e).__name__, [getattr(e, k) for k in ParsedRequest.__slots__])
+    return [(type(e).__name__, [getattr(e, k) for k in REQUEST_FIELDS])
             if isinstance(e, ParsedRequest) else
             ("error", e.status) if isinstance(e, HTTPError) else
             ("eof", e[1] and e[1].status) if isinstance(e, tuple) else e

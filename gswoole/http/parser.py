@@ -110,9 +110,6 @@ _VERSIONS = {"1.1": (1, 1), "1.0": (1, 0)}
 
 # Fields that need a look at header time; everything else is just collected.
 _SPECIAL = frozenset(("content-length", "transfer-encoding", "expect", "host", "content-type"))
-# A second copy of these is ambiguous: reject rather than guess which one counts.
-_SINGLETON_BITS = {"host": 1, "content-type": 2}
-_HOST_SEEN = _SINGLETON_BITS["host"]
 # Transfer codings that may precede the final "chunked" (gunicorn's set).
 _CODINGS = frozenset(("gzip", "deflate", "compress", "identity"))
 # RFC 9110 6.5.1: fields a sender must not put in trailers, because they frame,
@@ -204,33 +201,51 @@ class ParsedRequest:
     """One complete request. ``headers`` and ``trailers`` are lists of
     (lower-case name, value) in arrival order; ``body`` is de-chunked."""
 
-    __slots__ = ("method", "raw_uri", "path", "query_string", "fragment", "version",
-                 "headers", "body", "trailers", "keep_alive", "chunked", "expect_continue",
-                 "websocket")
+    # Made once per request by the parser with object.__new__ and a store
+    # for each field it sets (a third of what an __init__ call costs); the
+    # class holds what most requests leave as it is.
+    fragment = ""
+    body = b""
+    trailers = ()
+    chunked = False
+    expect_continue = False
+    websocket = False        # a WebSocket upgrade (parsers made with websocket=True)
 
-    def __init__(self, method, raw_uri, path, query_string, fragment, version, headers,
-                 keep_alive, chunked, expect_continue):
+    def __init__(self, method, raw_uri, path, query_string, version, headers, keep_alive):
         self.method = method
         self.raw_uri = raw_uri
         self.path = path
         self.query_string = query_string
-        self.fragment = fragment
         self.version = version
         self.headers = headers
-        self.body = b""
-        self.trailers = []
         self.keep_alive = keep_alive
-        self.chunked = chunked
-        self.expect_continue = expect_continue
-        self.websocket = False        # a WebSocket upgrade (parsers made with websocket=True)
 
     def __repr__(self):
         return "<ParsedRequest %s %s HTTP/%d.%d>" % (self.method, self.raw_uri, *self.version)
 
 
+_new = object.__new__
+_HTTP11 = _VERSIONS["1.1"]
+
+# What on_header noted of the fields that need a look at header time.
+_SEEN_HOST = 1
+_SEEN_CONTENT_TYPE = 2
+_SEEN_LENGTH = 4
+_SEEN_TRANSFER_ENCODING = 8
+_SEEN_EXPECT = 16
+_FRAMING = _SEEN_LENGTH | _SEEN_TRANSFER_ENCODING | _SEEN_EXPECT
+# A second copy of these is ambiguous: reject rather than guess which one counts.
+_SINGLETON_BITS = {"host": _SEEN_HOST, "content-type": _SEEN_CONTENT_TYPE}
+
+
 class RequestParser:
     """Bytes in, ``ParsedRequest`` / ``CONTINUE`` / ``HTTPError`` out (see the
-    module docstring). One instance per connection."""
+    module docstring). One instance per connection.
+
+    The common case, whole requests without a body, runs five httptools
+    callbacks that each do a few stores; whatever is rare (a body, an
+    Expect, a request cut across reads, trailers, an upgrade) is noted in
+    ``_seen`` or found by ``feed`` and handled off that path."""
 
     def __init__(self, limit_request_line=4094, limit_request_fields=100,
                  limit_request_field_size=8190, max_body=2 * 1024 * 1024, websocket=False):
@@ -257,7 +272,6 @@ class RequestParser:
         self._hp = HttpRequestParser(self)
         self._events = []
         self._error = None            # the HTTPError a callback raised
-        self._progress = False        # did a callback run during this feed?
         self._stalled = 0             # bytes fed since the last progress
         self._in_message = False
         self._headers_done = False
@@ -269,10 +283,16 @@ class RequestParser:
         self.upgraded = False         # ... and it came: the rest is not HTTP
         self._rest = []               # bytes after it, for the next protocol
         self._rest_len = 0
-        self._body = []
+        self._body = []               # the body's pieces (emptied when taken)
         self._body_len = 0
         self.requests_started = 0     # lets a caller tell one request's headers from the next
-        self._begin_request()
+        # The request in progress (reset by on_message_begin):
+        self._url = None              # the target's bytes so far
+        self._headers = []
+        self._seen = 0                # _SEEN_* bits
+        self._content_length = None   # valid with _SEEN_LENGTH
+        self._transfer_encoding = None  # valid with _SEEN_TRANSFER_ENCODING: [value, ...]
+        self._expect = False          # valid with _SEEN_EXPECT: 100-continue asked
 
     # -- public -----------------------------------------------------------
 
@@ -289,48 +309,64 @@ class RequestParser:
     @property
     def body_received(self):
         """Body bytes of the current request received so far."""
-        return self._body_len
+        return self._body_len if self._headers_done else 0
 
     def feed(self, data):
         """Parse ``data`` (bytes). Returns a list of complete ``ParsedRequest``s,
         ``CONTINUE`` (at most once per request) and at most one ``HTTPError``,
         always last. Returns [] once the parser is closed."""
-        if self.upgraded:
-            self._keep_rest(data)
-            return []
-        if self.closed:
+        if self.closed or self.upgraded:
+            if self.upgraded:
+                self._keep_rest(data)
             return []
         events = self._events = []
-        self._progress = False
-        size = len(data)
+        was_in_message = self._in_message
+        if was_in_message:
+            before = self._progress_mark()
         carry = self._carry
         seen = carry + data if carry else data
-        if seen.find(b"TSP/") >= 0:
+        if b"TSP/" in seen:
             self._feed_screened(seen, len(carry))
         else:
-            self._feed_llhttp(data)
+            try:
+                self._hp.feed_data(data)      # the usual case: one call, no exception
+            except HttpParserUpgrade as exc:
+                self._feed_after_upgrade(data[exc.args[0]:])
+            except HttpParserError as exc:
+                if not self.closed:
+                    self._fail(self._error or _llhttp_error(exc))
+                # else: llhttp's "data after Connection: close", or _StopParsing
         # What follows the last line break may be the start of a request
         # line that the next feed completes.
         if data.endswith(b"\n"):
-            self._carry = b""
+            if carry:
+                self._carry = b""
         else:
             self._carry = seen[max(seen.rfind(b"\n") + 1, len(seen) - self._max_line):]
         if self._in_message and not self.closed:
-            if self._progress:
-                self._stalled = 0
-            else:
-                self._stalled += size
+            # A request is open after this feed: did the feed get it anywhere?
+            if was_in_message and self._progress_mark() == before:
+                self._stalled += len(data)
                 if self._stalled > self._max_stall:
                     self._fail(HTTPError(431, "header line or chunk framing too long"))
                     return events
+            else:
+                self._stalled = 0
             if self._continue_pending:
                 self._continue_pending = False
                 events.append(CONTINUE)
         return events
 
+    def _progress_mark(self):
+        """What a feed that makes progress changes: a new request, a URL
+        piece, a header or trailer, the end of the headers, body bytes."""
+        return (self.requests_started, len(self._url or b""), len(self._headers),
+                self._headers_done, self._body_len, len(self._req.trailers)
+                if self._headers_done and self._req is not None else 0)
+
     def _feed_llhttp(self, data):
         try:
-            self._hp.feed_data(data)      # the usual case: one call, no exception
+            self._hp.feed_data(data)
         except HttpParserUpgrade as exc:
             self._feed_after_upgrade(data[exc.args[0]:])
         except HttpParserError as exc:
@@ -408,15 +444,6 @@ class RequestParser:
 
     # -- internals --------------------------------------------------------
 
-    def _begin_request(self):
-        self._url = []
-        self._url_len = 0
-        self._headers = []
-        self._content_length = None
-        self._transfer_encoding = None
-        self._expect = False
-        self._seen = 0                 # _SINGLETON_BITS of fields seen so far
-
     def _fail(self, err):
         self._events.append(err)
         self.closed = True
@@ -435,21 +462,20 @@ class RequestParser:
             # A request we decided ends the connection (llhttp may disagree,
             # e.g. a gzip-coded body): parse nothing after it.
             raise _StopParsing
-        self._progress = True
         self._in_message = True
         self._headers_done = False
         self.requests_started += 1
-        self._begin_request()
+        self._url = None
+        self._headers = []
+        self._seen = 0
 
     def on_url(self, piece):
-        self._progress = True
-        self._url.append(piece)
-        self._url_len += len(piece)
-        if self._url_len > self._max_url:
+        url = self._url
+        url = self._url = piece if url is None else url + piece
+        if len(url) > self._max_url:
             raise self._reject(414, "request line too long")
 
     def on_header(self, name, value):
-        self._progress = True
         if self._headers_done:
             return self._on_trailer(name, value)
         headers = self._headers
@@ -457,23 +483,20 @@ class RequestParser:
             raise self._reject(431, "too many header fields")
         if len(name) + len(value) > self._max_field:
             raise self._reject(431, "header field too long")
-        key = _NAMES.get(name)
-        if key is None:
-            key = _name(name)
-        value = value.strip(b" \t").decode("latin-1")
+        key = _NAMES.get(name) or _name(name)
+        # llhttp drops the whitespace before a value, not the whitespace after.
+        value = value.rstrip(b" \t").decode("latin-1")
         if key in _SPECIAL:
             self._special_header(key, value)
         headers.append((key, value))
 
     def on_headers_complete(self):
-        self._progress = True
         self._headers_done = True
-        req = self._resume
-        if req is not None:
+        if self._resume is not None:
             # The synthetic header block of a re-framed Upgrade body: carry on
             # with the real request (body buffers were set up for it).
+            self._req = self._resume
             self._resume = None
-            self._req = req
             return
         hp = self._hp
         method = _METHODS.get(hp.get_method())
@@ -482,62 +505,47 @@ class RequestParser:
         version = _VERSIONS.get(hp.get_http_version())
         if version is None:
             raise self._reject(505, "only HTTP/1.0 and HTTP/1.1 are supported")
-        if version == (1, 1) and not self._seen & _HOST_SEEN:
+        seen = self._seen
+        if version is _HTTP11 and not seen & _SEEN_HOST:
             raise self._reject(400, "HTTP/1.1 request without Host")
+        url = self._url or b""
         # "METHOD SP target SP HTTP/x.y", as gunicorn measures it.
-        if len(method) + self._url_len + 10 > self._max_line:
+        if len(method) + len(url) + 10 > self._max_line:
             raise self._reject(414, "request line too long")
-        url = self._url
-        raw_uri = (url[0] if len(url) == 1 else b"".join(url)).decode("latin-1")
+        req = self._req = _new(ParsedRequest)
+        req.method = method
+        req.raw_uri = raw_uri = url.decode("latin-1")
         if raw_uri[:1] == "/":                       # origin-form: the usual case
             if "?" in raw_uri or "#" in raw_uri:
-                path, _, fragment = raw_uri.partition("#")
-                path, _, query = path.partition("?")
+                path, _, req.fragment = raw_uri.partition("#")
+                req.path, _, req.query_string = path.partition("?")
             else:
-                path = raw_uri
-                query = fragment = ""
+                req.path = raw_uri
+                req.query_string = ""
         else:
-            path, query, fragment = self._split_target(method, raw_uri)
-
-        keep_alive = hp.should_keep_alive()
-        chunked = False
-        if self._transfer_encoding is not None:
-            keep_alive = self._check_transfer_encoding(version) and keep_alive
-            chunked = True
-        length = self._content_length
-        if length is not None and length > self._max_body:
-            raise self._reject(413, "request body too large")
-        # RFC 9110 10.1.1: a server must ignore 100-continue from HTTP/1.0.
-        expect = self._expect and version == (1, 1)
-        self._req = req = ParsedRequest(method, raw_uri, path, query, fragment, version,
-                                        self._headers, keep_alive, chunked, expect)
-        self._body = []
-        self._body_len = 0
-        has_body = chunked or bool(length)
-        if expect and has_body:
-            self._continue_pending = True
-        if has_body:
-            if hp.should_upgrade():
-                self._re_frame_upgrade(req, length)
+            req.path, req.query_string, req.fragment = self._split_target(method, raw_uri)
+        req.version = version
+        req.headers = self._headers
+        req.keep_alive = hp.should_keep_alive()
+        if seen & _FRAMING:
+            self._frame_body(req, hp)
         elif self._websocket and method == "GET" and hp.should_upgrade():
-            req.websocket = any(name == "upgrade" and "websocket" in value.lower()
-                                for name, value in self._headers)
+            self._check_websocket(req)
 
     def on_body(self, chunk):
-        self._progress = True
         self._body_len += len(chunk)
         if self._body_len > self._max_body:
             raise self._reject(413, "request body too large")
         self._body.append(chunk)
 
     def on_message_complete(self):
-        self._progress = True
         if self._resume is not None:
             return                      # llhttp skipped an Upgrade body: not complete yet
         req = self._req
         body = self._body
         if body:
             req.body = body[0] if len(body) == 1 else b"".join(body)
+            self._body = []
         self._in_message = False
         self._continue_pending = False
         self._events.append(req)
@@ -549,7 +557,10 @@ class RequestParser:
     # -- rare paths -------------------------------------------------------
 
     def _on_trailer(self, name, value):
-        trailers = self._req.trailers
+        req = self._req
+        trailers = req.trailers
+        if not trailers:
+            trailers = req.trailers = []
         if len(trailers) >= self._max_fields:
             raise self._reject(431, "too many trailer fields")
         if len(name) + len(value) > self._max_field:
@@ -560,29 +571,64 @@ class RequestParser:
         trailers.append((key, value.strip(b" \t").decode("latin-1")))
 
     def _special_header(self, key, value):
-        if key == "content-length":
+        seen = self._seen
+        if key == "host" or key == "content-type":
+            bit = _SINGLETON_BITS[key]
+            if seen & bit:
+                raise self._reject(400, "duplicate %s field" % key)
+            self._seen = seen | bit
+        elif key == "content-length":
             # llhttp has validated it already; this guards against its leniencies.
-            if self._content_length is not None or not value.isdigit():
+            if seen & _SEEN_LENGTH or not value.isdigit():
                 raise self._reject(400, "invalid Content-Length")
             self._content_length = int(value)
+            self._seen = seen | _SEEN_LENGTH
         elif key == "transfer-encoding":
-            if self._transfer_encoding is None:
-                self._transfer_encoding = [value]
-            else:
+            if seen & _SEEN_TRANSFER_ENCODING:
                 self._transfer_encoding.append(value)
-        elif key == "expect":
+            else:
+                self._transfer_encoding = [value]
+                self._seen = seen | _SEEN_TRANSFER_ENCODING
+        else:   # expect
             self._expect = value.lower() == "100-continue"
-        else:
-            bit = _SINGLETON_BITS[key]
-            if self._seen & bit:
-                raise self._reject(400, "duplicate %s field" % key)
-            self._seen |= bit
+            self._seen = seen | _SEEN_EXPECT
+
+    def _frame_body(self, req, hp):
+        """on_headers_complete for a request with Content-Length,
+        Transfer-Encoding or Expect: check the framing, get ready for the
+        body, note a 100-continue to send."""
+        seen = self._seen
+        version = req.version
+        if seen & _SEEN_TRANSFER_ENCODING:
+            req.keep_alive = self._check_transfer_encoding(version) and req.keep_alive
+            req.chunked = True
+        length = self._content_length if seen & _SEEN_LENGTH else None
+        if length is not None and length > self._max_body:
+            raise self._reject(413, "request body too large")
+        # RFC 9110 10.1.1: a server must ignore 100-continue from HTTP/1.0.
+        req.expect_continue = expect = bool(seen & _SEEN_EXPECT and self._expect
+                                            and version is _HTTP11)
+        self._body = []
+        self._body_len = 0
+        if req.chunked or length:
+            if expect:
+                self._continue_pending = True
+            if hp.should_upgrade():
+                self._re_frame_upgrade(req, length)
+        elif self._websocket and req.method == "GET" and hp.should_upgrade():
+            self._check_websocket(req)
+
+    @staticmethod
+    def _check_websocket(req):
+        """A body-less GET with Upgrade: is it asking for a WebSocket?"""
+        req.websocket = any(name == "upgrade" and "websocket" in value.lower()
+                            for name, value in req.headers)
 
     def _check_transfer_encoding(self, version):
         """Validate the codings; returns False if the connection must close."""
         if version < (1, 1):
             raise self._reject(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if self._content_length is not None:
+        if self._seen & _SEEN_LENGTH:
             raise self._reject(400, "both Content-Length and Transfer-Encoding")
         codings = [c.strip(" \t").lower() for c in ",".join(self._transfer_encoding).split(",")]
         codings = [c for c in codings if c]
