@@ -222,11 +222,19 @@ class Reactor(Sending, Closing, Stopping, Controls, Encryption):
                     data = self._tls_read(conn, data)
                     if not data:
                         return
-                if conn.splitter is None:
+                splitter = conn.splitter
+                if splitter is None:
                     conn.events.append(data)
                 else:
-                    if not self._split(conn, data):
-                        return
+                    # _split(), inlined: this runs once per message
+                    try:
+                        packets = splitter.feed(data)
+                    except Exception as exc:
+                        self._framing_failed(conn, exc)
+                    else:
+                        if not packets:
+                            return
+                        conn.events.extend(packets)
                 if not conn.busy:
                     # schedule(), inlined: this runs once per message
                     conn.busy = True
@@ -245,17 +253,21 @@ class Reactor(Sending, Closing, Stopping, Controls, Encryption):
         """Feed framing; queue whole packets. False if nothing new to run."""
         try:
             packets = conn.splitter.feed(data)
-        except Exception as exc:   # FramingError, or a package_length_func that raised
-            # Packets completed before the bad one are still delivered, then
-            # the connection closes (as Swoole does): nothing after a framing
-            # error can be trusted.
-            log.warning("worker #%d: closing fd %d: %s", self.worker_id, conn.fd, exc)
-            self.hold_reading(conn, HOLD_DONE)
-            conn.events.extend(getattr(exc, "packets", ()))
-            conn.events.append(SHUTDOWN)
+        except Exception as exc:
+            self._framing_failed(conn, exc)
             return True
         conn.events.extend(packets)
         return bool(packets)
+
+    def _framing_failed(self, conn, exc):
+        """The framing raised (FramingError, or a package_length_func that
+        did). Packets completed before the bad one are still delivered, then
+        the connection closes (as Swoole does): nothing after a framing
+        error can be trusted."""
+        log.warning("worker #%d: closing fd %d: %s", self.worker_id, conn.fd, exc)
+        self.hold_reading(conn, HOLD_DONE)
+        conn.events.extend(getattr(exc, "packets", ()))
+        conn.events.append(SHUTDOWN)
 
     def _on_eof(self, conn, broken):
         if conn.tls is not None and conn.tls.handshaking:

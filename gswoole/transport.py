@@ -26,11 +26,12 @@ class Transport:
     buffer (up to ``send_timeout``); False means the connection is gone or
     its peer stopped reading, and the caller should stop writing."""
 
-    __slots__ = ("fd", "tls", "_reactor", "_conn")
+    __slots__ = ("fd", "tls", "context", "_reactor", "_conn")
 
     def __init__(self, reactor, conn):
         self.fd = conn.fd
         self.tls = conn.listener.is_ssl   # the connection is TLS (HTTPS, wss)
+        self.context = None   # the protocol's own per-connection state (WSGI: its environ part)
         self._reactor = reactor
         self._conn = conn
 

@@ -160,14 +160,11 @@ class _WsgiProtocol(_HttpProtocol):
                 sock.close()
             transport.close()
 
-    def environ(self, parsed, transport):
+    def connection_environ(self, transport):
+        """What every request of a connection shares: the server's part of
+        the environ, the peer's address and the scheme. Made on the
+        connection's first request and kept on its transport."""
         env = self.base_environ.copy()
-        path = parsed.path
-        env["REQUEST_METHOD"] = parsed.method
-        env["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
-        env["QUERY_STRING"] = parsed.query_string
-        env["RAW_URI"] = parsed.raw_uri
-        env["SERVER_PROTOCOL"] = "HTTP/1.1" if parsed.version == (1, 1) else "HTTP/1.0"
         if transport.tls:
             env["wsgi.url_scheme"] = "https"
             env["HTTPS"] = "on"
@@ -177,14 +174,26 @@ class _WsgiProtocol(_HttpProtocol):
             env["REMOTE_PORT"] = str(remote[1])
         else:
             env["REMOTE_ADDR"] = remote or ""
+        transport.context = env
+        return env
+
+    def environ(self, parsed, transport):
+        env = (transport.context or self.connection_environ(transport)).copy()
+        path = parsed.path
+        env["REQUEST_METHOD"] = parsed.method
+        env["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1") if "%" in path else path
+        env["QUERY_STRING"] = parsed.query_string
+        env["RAW_URI"] = parsed.raw_uri
+        env["SERVER_PROTOCOL"] = "HTTP/1.1" if parsed.version == (1, 1) else "HTTP/1.0"
         body = parsed.body
         if body:
             env["wsgi.input"] = io.BytesIO(body)
             env["CONTENT_LENGTH"] = str(len(body))
         else:
             env["wsgi.input"] = _EMPTY_INPUT
+        keys = _HEADER_KEYS
         for name, value in parsed.headers:
-            key = _environ_key(name)
+            key = keys.get(name) or _environ_key(name)
             if key:
                 if key in env and key.startswith("HTTP_"):
                     env[key] += "," + value
@@ -197,6 +206,15 @@ class _WsgiProtocol(_HttpProtocol):
         env = self.environ(parsed, transport)
         exchange = _Exchange(self, transport, parsed, writer)
         result = self.app(env, exchange.start_response)
+        if result.__class__ is list and len(result) == 1 and exchange.status is not None \
+                and not writer.started and result[0].__class__ is bytes:
+            # The usual answer, one body string: exchange.finish(), inlined.
+            body = result[0]
+            code, line = exchange.status
+            head = self.start(writer, code, line, exchange.headers, len(body))
+            if not transport.write(head + writer.end(body)):
+                raise ClientGone()
+            return
         try:
             if result.__class__ is list and len(result) == 1 and not writer.started:
                 exchange.finish(result[0])
@@ -261,7 +279,8 @@ class _Exchange:
         elif self.status is not None:
             raise AssertionError("start_response() called twice without exc_info")
         # (code, status line): checked here, so a bad status fails in the app's call
-        self.status = _status_line(status, self.parsed.version)
+        version = self.parsed.version
+        self.status = _STATUS.get((status, version)) or _status_line(status, version)
         self.headers = headers
         return self.write
 

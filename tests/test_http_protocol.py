@@ -27,6 +27,7 @@ class FakeTransport:
         self.idle = True
         self.last_activity = host.clock
         self.tls = False
+        self.context = None
 
     def write(self, data):
         if self.closed:

@@ -118,7 +118,12 @@ class _HttpProtocol:
             transport.abort()
         except BaseException:   # gevent.Timeout is a BaseException too
             self._respond_failed(transport, parsed, writer)
-        self._response_done(transport, parsed, writer)
+        if writer.remaining or writer.excess:
+            self._framing_mistake(transport, parsed, writer)
+        # After every request: restart the keep-alive clock; close if the
+        # response ended the connection (writer.must_close, spelled out).
+        elif transport.touch() and (not writer.keep_alive or not writer.ended):
+            transport.close()
         if self.access:
             self.log_request(transport, parsed, writer, started)
 
@@ -165,9 +170,9 @@ class _HttpProtocol:
             # truncated body look complete.
             transport.abort()
 
-    def _response_done(self, transport, parsed, writer):
-        """After every request: report a handler's framing mistakes, restart
-        the keep-alive clock, close the connection if the response ended it."""
+    def _framing_mistake(self, transport, parsed, writer):
+        """A body that went past or fell short of its Content-Length: log it;
+        a short one leaves the connection to be closed."""
         remaining = writer.remaining
         if writer.excess:
             log.error("%s %s: the handler sent %d body bytes past its Content-Length; "
@@ -176,7 +181,6 @@ class _HttpProtocol:
             log.error("%s %s: the response body ended %d bytes short of its "
                       "Content-Length; closing the connection", parsed.method,
                       parsed.raw_uri, remaining)
-        # writer.must_close, spelled out: this runs once per request.
         if transport.touch() and (not writer.keep_alive or not writer.ended
                                   or (remaining and writer.mode == LENGTH)):
             transport.close()

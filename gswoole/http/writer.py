@@ -64,12 +64,20 @@ def date_header(clock):
 
 def encode_headers(headers):
     """[(name, value), ...] -> b'Name: value\\r\\n...', rejecting header injection."""
-    text = "".join([f"{name}: {value}\r\n" for name, value in headers])
+    text = ""
+    for name, value in headers:
+        text += f"{name}: {value}\r\n"
+    return _checked(text, len(headers)).encode("latin-1")
+
+
+def _checked(text, lines):
+    """``text``, ``lines`` header lines, unless a name or value smuggled a
+    line break into it (then ValueError)."""
     # Exactly one CR and one LF per header, or a name/value smuggled a line break.
-    if text.count("\n") != len(headers) or text.count("\r") != len(headers):
-        bad = [name for name, value in headers if "\r" in f"{name}{value}" or "\n" in f"{name}{value}"]
-        raise ValueError("header %r contains a line break" % (bad[0] if bad else headers,))
-    return text.encode("latin-1")
+    if text.count("\n") != lines or text.count("\r") != lines:
+        bad = [line for line in text.split("\r\n")[:-1] if "\r" in line or "\n" in line]
+        raise ValueError("header %r contains a line break" % (bad[0] if bad else text,))
+    return text
 
 # Body framing modes.
 NO_BODY = 0
@@ -167,7 +175,9 @@ class ResponseWriter:
         close = False
         copy = False             # some header is interpreted rather than copied
         kinds = _KINDS
+        text = ""                # the header lines, made in the same pass
         for name, value in headers:
+            text += f"{name}: {value}\r\n"
             kind = kinds.get(name)
             if kind is None:
                 kind = _kind(name)
@@ -186,7 +196,10 @@ class ResponseWriter:
                 copy = True
             elif kind != _UPGRADE or code != 101:
                 copy = True
-        kept = _without_hop_by_hop(headers, code) if copy else headers
+        kept = headers
+        if copy:
+            kept = _without_hop_by_hop(headers, code)
+            text = None
 
         keep_alive = self.keep_alive and not close
         http10 = self.version[1] == 0
@@ -209,6 +222,7 @@ class ResponseWriter:
             mode = NO_BODY
             if length is not None:           # never on a 1xx or 204 (RFC 9110 8.6)
                 kept = _without_hop_by_hop(kept, code)
+                text = None
         else:                            # 304, or an answer to HEAD
             mode = NO_BODY
             if length is None and code != 304:
@@ -222,8 +236,14 @@ class ResponseWriter:
             extra.append(("Connection", "close"))
         elif http10:
             extra.append(("Connection", "keep-alive"))
+        if text is None:
+            text = ""
+            for name, value in kept:
+                text += f"{name}: {value}\r\n"
+        for name, value in extra:
+            text += f"{name}: {value}\r\n"
         head = b"".join((status_line, date_line,
-                         encode_headers(kept + extra if extra else kept), b"\r\n"))
+                         _checked(text, len(kept) + len(extra)).encode("latin-1"), b"\r\n"))
         self.code = code
         self.mode = mode
         self.keep_alive = keep_alive
