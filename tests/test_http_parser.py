@@ -606,6 +606,25 @@ def test_request_line_errors(data, status):
     assert error(data).status == status
 
 
+@pytest.mark.parametrize("version", [b"1.0", b"1.1", b"0.9", b"2.0"])
+@pytest.mark.parametrize("connection", [None, b"close", b"keep-alive", b"upgrade"])
+def test_version_and_keep_alive_with_every_connection_field(version, connection):
+    # The parser learns the version from llhttp's keep-alive answer when the
+    # request has no Connection field; every other case asks llhttp.
+    data = b"GET / HTTP/%s\r\nHost: h\r\n%s\r\n" % (
+        version, b"Connection: %s\r\n" % connection if connection else b"")
+    events = RequestParser().feed(data)
+    if version in (b"0.9", b"2.0"):
+        assert [e.status for e in events] == [505]
+        return
+    [req] = events
+    assert req.version == (1, int(version[-1:]))
+    if version == b"1.1":
+        assert req.keep_alive == (connection != b"close")
+    else:
+        assert req.keep_alive == (connection == b"keep-alive")
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_foreign_protocol_is_refused_however_it_is_split(mode):
     data = GET + b"GET /x RTSP/1.0\r\nHost: h\r\n\r\n" + GET

@@ -109,7 +109,8 @@ _METHODS = {m.encode(): m for m in (
 _VERSIONS = {"1.1": (1, 1), "1.0": (1, 0)}
 
 # Fields that need a look at header time; everything else is just collected.
-_SPECIAL = frozenset(("content-length", "transfer-encoding", "expect", "host", "content-type"))
+_SPECIAL = frozenset(("content-length", "transfer-encoding", "expect", "host", "content-type",
+                      "connection"))
 # Transfer codings that may precede the final "chunked" (gunicorn's set).
 _CODINGS = frozenset(("gzip", "deflate", "compress", "identity"))
 # RFC 9110 6.5.1: fields a sender must not put in trailers, because they frame,
@@ -233,6 +234,7 @@ _SEEN_CONTENT_TYPE = 2
 _SEEN_LENGTH = 4
 _SEEN_TRANSFER_ENCODING = 8
 _SEEN_EXPECT = 16
+_SEEN_CONNECTION = 32
 _FRAMING = _SEEN_LENGTH | _SEEN_TRANSFER_ENCODING | _SEEN_EXPECT
 # A second copy of these is ambiguous: reject rather than guess which one counts.
 _SINGLETON_BITS = {"host": _SEEN_HOST, "content-type": _SEEN_CONTENT_TYPE}
@@ -487,7 +489,12 @@ class RequestParser:
         # llhttp drops the whitespace before a value, not the whitespace after.
         value = value.rstrip(b" \t").decode("latin-1")
         if key in _SPECIAL:
-            self._special_header(key, value)
+            if key == "host":    # in every request: _special_header's first case, inlined
+                if self._seen & _SEEN_HOST:
+                    raise self._reject(400, "duplicate host field")
+                self._seen |= _SEEN_HOST
+            else:
+                self._special_header(key, value)
         headers.append((key, value))
 
     def on_headers_complete(self):
@@ -502,10 +509,18 @@ class RequestParser:
         method = _METHODS.get(hp.get_method())
         if method is None:
             raise self._reject(501, "method not implemented")
-        version = _VERSIONS.get(hp.get_http_version())
-        if version is None:
-            raise self._reject(505, "only HTTP/1.0 and HTTP/1.1 are supported")
         seen = self._seen
+        keep_alive = hp.should_keep_alive()
+        if keep_alive and not seen & _SEEN_CONNECTION:
+            # llhttp keeps a request without a Connection field alive only
+            # on HTTP/1.1 (1.0 needs "keep-alive"; 0.9 and 2.0 never are),
+            # so the version is known without get_http_version(), which
+            # formats a string each time.
+            version = _HTTP11
+        else:
+            version = _VERSIONS.get(hp.get_http_version())
+            if version is None:
+                raise self._reject(505, "only HTTP/1.0 and HTTP/1.1 are supported")
         if version is _HTTP11 and not seen & _SEEN_HOST:
             raise self._reject(400, "HTTP/1.1 request without Host")
         url = self._url or b""
@@ -526,7 +541,7 @@ class RequestParser:
             req.path, req.query_string, req.fragment = self._split_target(method, raw_uri)
         req.version = version
         req.headers = self._headers
-        req.keep_alive = hp.should_keep_alive()
+        req.keep_alive = keep_alive
         if seen & _FRAMING:
             self._frame_body(req, hp)
         elif self._websocket and method == "GET" and hp.should_upgrade():
@@ -572,7 +587,9 @@ class RequestParser:
 
     def _special_header(self, key, value):
         seen = self._seen
-        if key == "host" or key == "content-type":
+        if key == "connection":
+            self._seen = seen | _SEEN_CONNECTION
+        elif key == "host" or key == "content-type":
             bit = _SINGLETON_BITS[key]
             if seen & bit:
                 raise self._reject(400, "duplicate %s field" % key)
