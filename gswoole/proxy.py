@@ -29,8 +29,9 @@ class ProxyHeaders:
         return self.trusted is None or address in self.trusted
 
     def __call__(self, environ, start_response):
-        peer = environ.get("REMOTE_ADDR", "")
-        if self._is_trusted(peer):
+        # Most requests carry neither header: two lookups, and the app.
+        if ("HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_FOR" in environ) \
+                and self._is_trusted(environ.get("REMOTE_ADDR", "")):
             proto = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[-1].strip().lower()
             if proto in ("http", "https"):
                 environ["wsgi.url_scheme"] = proto
