@@ -190,9 +190,10 @@ class _HttpProtocol:
     def start(self, writer, code, line, headers, body_length=None):
         """The response head, from ``writer``; a stopping worker ends the
         connection with this response."""
-        if self.host.stopping:
+        host = self.host
+        if host.stopping:
             writer.keep_alive = False
-        return writer.start(code, line, headers, date_header(self.host.wall_clock), body_length)
+        return writer.start(code, line, headers, date_header(host.wall_clock), body_length)
 
     # -- timeouts -----------------------------------------------------
 

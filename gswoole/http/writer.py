@@ -242,8 +242,10 @@ class ResponseWriter:
                 text += f"{name}: {value}\r\n"
         for name, value in extra:
             text += f"{name}: {value}\r\n"
-        head = b"".join((status_line, date_line,
-                         _checked(text, len(kept) + len(extra)).encode("latin-1"), b"\r\n"))
+        lines = len(kept) + len(extra)
+        if text.count("\n") != lines or text.count("\r") != lines:
+            _checked(text, lines)    # raises: a line break was smuggled in
+        head = b"".join((status_line, date_line, text.encode("latin-1"), b"\r\n"))
         self.code = code
         self.mode = mode
         self.keep_alive = keep_alive
