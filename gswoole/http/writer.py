@@ -196,16 +196,50 @@ class ResponseWriter:
                 copy = True
             elif kind != _UPGRADE or code != 101:
                 copy = True
-        kept = headers
-        if copy:
-            kept = _without_hop_by_hop(headers, code)
-            text = None
-
         keep_alive = self.keep_alive and not close
+        if length is not None and keep_alive and not copy and code >= 200 and code != 204 \
+                and code != 304 and not self.head_request and self.version[1]:
+            # The usual answer: the handler's own Content-Length, on a kept-alive
+            # HTTP/1.1 connection. Nothing to drop, nothing to add.
+            mode = LENGTH
+            self.remaining = length
+            kept = headers
+            extra = ()
+        else:
+            kept = headers
+            if copy:
+                kept = _without_hop_by_hop(headers, code)
+                text = None
+            mode, keep_alive, kept, extra = self._frame(code, kept, length, body_length,
+                                                        keep_alive)
+            if len(kept) != len(headers):
+                text = None
+            if text is None:
+                text = ""
+                for name, value in kept:
+                    text += f"{name}: {value}\r\n"
+            for name, value in extra:
+                text += f"{name}: {value}\r\n"
+        lines = len(kept) + len(extra)
+        if text.count("\n") != lines or text.count("\r") != lines:
+            _checked(text, lines)    # raises: a line break was smuggled in
+        head = b"".join((status_line, date_line, text.encode("latin-1"), b"\r\n"))
+        self.code = code
+        self.mode = mode
+        self.keep_alive = keep_alive
+        self.started = True
+        self._headers = kept
+        self._extra = extra
+        return head
+
+    def _frame(self, code, kept, length, body_length, keep_alive):
+        """start()'s decision for anything but the usual answer: the body's
+        framing mode, whether the connection stays open, the handler's
+        headers to send and the ones the writer adds."""
         http10 = self.version[1] == 0
         extra = []
         if code >= 200 and code != 204 and code != 304 and not self.head_request:
-            if length is not None:           # the usual case: the handler's own length
+            if length is not None:           # the handler's own length
                 mode = LENGTH
                 self.remaining = length
             elif body_length is not None:
@@ -222,7 +256,6 @@ class ResponseWriter:
             mode = NO_BODY
             if length is not None:           # never on a 1xx or 204 (RFC 9110 8.6)
                 kept = _without_hop_by_hop(kept, code)
-                text = None
         else:                            # 304, or an answer to HEAD
             mode = NO_BODY
             if length is None and code != 304:
@@ -236,28 +269,12 @@ class ResponseWriter:
             extra.append(("Connection", "close"))
         elif http10:
             extra.append(("Connection", "keep-alive"))
-        if text is None:
-            text = ""
-            for name, value in kept:
-                text += f"{name}: {value}\r\n"
-        for name, value in extra:
-            text += f"{name}: {value}\r\n"
-        lines = len(kept) + len(extra)
-        if text.count("\n") != lines or text.count("\r") != lines:
-            _checked(text, lines)    # raises: a line break was smuggled in
-        head = b"".join((status_line, date_line, text.encode("latin-1"), b"\r\n"))
-        self.code = code
-        self.mode = mode
-        self.keep_alive = keep_alive
-        self.started = True
-        self._headers = kept
-        self._extra = extra
-        return head
+        return mode, keep_alive, kept, extra
 
     @property
     def headers_sent(self):
         """The header fields of the head (less Date and Server), as sent."""
-        return list(self._headers) + self._extra
+        return list(self._headers) + list(self._extra)
 
     def body(self, data):
         """The bytes to send for ``data`` (bytes), a piece of the body."""
