@@ -465,8 +465,10 @@ class Arbiter:
             cause = "error" if exit_code or signum else (proc.cause or "exit")
         self.counters.exited(self._kind(worker_id), cause)
         metrics.forget_process(proc.pid)
-        if slot["task_src_pid"]:
-            self._fail_task(slot, worker_id, how)   # even a clean exit (QUIT) mid-task
+        # Even a clean exit (QUIT) mid-task. Not a task from Redis: it stays
+        # pending there and another task worker runs it after task_reclaim_time.
+        if slot["task_src_pid"] and not slot["task_entry_ms"]:
+            self._fail_task(slot, worker_id, how)
         is_user = worker_id >= self._first_user_id()
         if is_user:
             level = logging.ERROR if exit_code or signum else logging.INFO
