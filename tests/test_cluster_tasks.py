@@ -21,6 +21,7 @@ SECRET = "test-secret"
 # line back. The task callback says which node and process ran it.
 NODE = """
 import json, os, time
+import gswoole
 server.set(open_eof_split=True, package_eof=b"\\n")
 NAME = {name!r}
 
@@ -50,6 +51,8 @@ def on_task(server, task_id, src_worker_id, data):
 
 def on_finish(server, task_id, result):
     fd = PENDING.pop(task_id, None)
+    if isinstance(result, gswoole.TaskError):
+        result = ["TaskError", str(result)]
     if fd is not None:
         server.send(fd, json.dumps(["finish", task_id, result]).encode() + b"\\n")
 
@@ -60,7 +63,7 @@ def receive(server, fd, reactor_id, data):
     arg = json.loads(arg) if arg else None
     if cmd == "wait":
         try:
-            reply = server.taskwait(arg, timeout=20)
+            reply = server.taskwait(arg, timeout=arg.get("timeout", 20))
         except gswoole.TaskError as exc:
             reply = ["TaskError", str(exc)]
     elif cmd == "multi":
@@ -138,3 +141,140 @@ def test_tasks_run_on_the_task_workers_of_every_node(serve, redis_server):
         {"k": [1, 2.5, None, True]}
     ca.close()
     cb.close()
+
+
+def test_results_errors_and_callbacks_come_back_to_the_sender(serve, redis_server):
+    a = start_node(serve, redis_server, "a", tasks=0)   # no task workers: its tasks run on b
+    b = start_node(serve, redis_server, "b")
+    ca = Client(a)
+    assert ask(ca, "wait", {"op": "who", "echo": "hi"})["node"] == "b"
+    ca.sock.sendall(b'task {"op": "finish"}\n')
+    kind, _, result = json.loads(ca.line())
+    assert (kind, result) == ("finish", {"finished_by": "b"})
+    ca.sock.sendall(b'task {"op": "who", "echo": "to finish"}\n')
+    kind, _, result = json.loads(ca.line())
+    assert (kind, result["node"], result["echo"]) == ("finish", "b", "to finish")
+    ca.sock.sendall(b'callback {"op": "who", "echo": "cb"}\n')
+    kind, _, text = json.loads(ca.line())
+    assert kind == "callback" and "'echo': 'cb'" in text
+    error = ask(ca, "wait", {"op": "raise", "echo": "x"})
+    assert error[0] == "TaskError" and "raised ValueError: boom x" in error[1]
+    ca.sock.sendall(b'task {"op": "raise", "echo": "y"}\n')
+    kind, _, result = json.loads(ca.line())
+    assert kind == "finish" and result[0] == "TaskError" and "boom y" in result[1]
+    bad = ask(ca, "bad")
+    assert bad[0] == "TypeError" and "cannot cross to another node" in bad[1]
+    dst = ask(ca, "dst")
+    assert dst[0] == "ValueError" and "task_backend='redis'" in dst[1]
+    # Redis away: task() returns False with 2002 at once; back: tasks run again.
+    redis_server.stop()
+    assert ask(ca, "try", {"op": "who"}) == [False, 2002]
+    redis_server.start(redis_server.port)
+    wait_until(lambda: isinstance(ask(ca, "wait", {"op": "who", "timeout": 1}), dict),
+               timeout=20, interval=0.2, message="tasks after Redis restarted")
+    ca.close()
+
+
+def test_a_task_whose_node_died_is_run_by_another_node(serve, redis_server, tmp_path):
+    import redis
+    a = start_node(serve, redis_server, "a", tasks=0)
+    b = start_node(serve, redis_server, "b", reclaim=1)
+    c = start_node(serve, redis_server, "c", reclaim=1)
+    ca = Client(a)
+    path = str(tmp_path / "taken")
+    ca.sock.sendall(("task %s\n" % json.dumps({"op": "once", "path": path})).encode())
+    wait_until(lambda: os.path.exists(path) and open(path).read(), message="the task taken")
+    first = open(path).read()
+    # While its task worker lives, the task stays with it however long it
+    # runs (its cluster process keeps the entry from looking abandoned).
+    client = redis.Redis(port=redis_server.port)
+    deadline = __import__("time").monotonic() + 2.5
+    while __import__("time").monotonic() < deadline:
+        pending = client.xpending_range(cluster_tasks.STREAM, cluster_tasks.GROUP, "-", "+", 10)
+        assert [p["times_delivered"] for p in pending] == [1]
+        assert pending[0]["time_since_delivered"] < 1000
+        __import__("time").sleep(0.2)
+    dying, survivor = (b, c) if first == "b" else (c, b)
+    os.killpg(dying.pgid, signal.SIGKILL)
+    kind, _, result = json.loads(ca.line(timeout=30))
+    assert (kind, result["node"]) == ("finish", "c" if first == "b" else "b")
+    survivor.wait_line("took over task entry .* abandoned", stream="err")
+    wait_until(lambda: client.xlen(cluster_tasks.STREAM) == 0, message="the task acknowledged")
+    client.close()
+    ca.close()
+
+
+def test_a_forged_task_is_never_run(serve, redis_server, tmp_path):
+    import redis
+    a = start_node(serve, redis_server, "a")
+    ca = Client(a)
+    assert ask(ca, "wait", {"op": "who"})["node"] == "a"   # its task worker reads the stream
+    forged_path, good_path = tmp_path / "forged", tmp_path / "good"
+    client = redis.Redis(port=redis_server.port)
+    forged = cluster_tasks.encode_task(b"wrong secret", 1, 1, 0, 99,
+                                       {"op": "mark", "path": str(forged_path)})
+    client.xadd(cluster_tasks.STREAM, {"m": forged})
+    client.xadd(cluster_tasks.STREAM, {"junk": b"not a task"})
+    # One task worker reads in order: once the good task ran, the others were read.
+    assert ask(ca, "wait", {"op": "mark", "path": str(good_path)}) is True
+    assert good_path.exists() and not forged_path.exists()
+    a.wait_line("dropped task entry .* without running it: bad signature", stream="err")
+    a.wait_line("dropped task entry .* without running it: not a task entry", stream="err")
+    wait_until(lambda: client.xlen(cluster_tasks.STREAM) == 0, message="forged entries deleted")
+    client.close()
+    ca.close()
+
+
+def test_task_backend_settings():
+    server = gswoole.Server("127.0.0.1", 0)
+    with pytest.raises(SettingError, match="task_backend.*must be one of 'local', 'redis'"):
+        server.set(task_backend="kafka")
+    with pytest.raises(SettingError, match="task_reclaim_time.*must be >= 1"):
+        server.set(task_reclaim_time=0.5)
+    server.set(task_backend="redis", task_worker_num=1)
+    server.on("receive", lambda *args: None)
+    server.on("task", lambda *args: None)
+    with pytest.raises(SettingError, match="task_backend='redis' needs cluster_redis"):
+        server.start()
+    assert server.setting["task_reclaim_time"] == 30.0
+
+
+# -- the sans-IO pieces ---------------------------------------------------------
+
+KEY = wire.key(SECRET)
+
+
+def test_a_task_entry_round_trip():
+    message = cluster_tasks.encode_task(KEY, 3, 1234, 1, 7, {"b": b"\x00\xff", "t": (1, 2)})
+    task = cluster_tasks.decode_task(KEY, b"1700000000000-4", {b"m": message})
+    assert (task.node, task.src_pid, task.src_worker, task.id) == (3, 1234, 1, 7)
+    assert task.value() == {"b": b"\x00\xff", "t": [1, 2]}   # a tuple arrives as a list
+    assert task.entry == b"1700000000000-4" and not task.answered
+    result = wire.decode(KEY, cluster_tasks.encode_result(KEY, task, 2, {1: "x"}))
+    assert result == {"k": "result", "kind": 2, "id": 7, "value": {"1": "x"}, "pid": 1234,
+                      "w": 1}
+
+
+def test_what_is_not_a_signed_task_is_refused():
+    signed = cluster_tasks.encode_task(KEY, 3, 1, 0, 1, "x")
+    with pytest.raises(wire.BadSignature, match="bad signature"):
+        cluster_tasks.decode_task(wire.key("other"), b"1-0", {b"m": signed})
+    with pytest.raises(wire.BadSignature, match="not a task entry"):
+        cluster_tasks.decode_task(KEY, b"1-0", {b"junk": b"x"})
+    not_a_task = wire.encode(KEY, {"k": "cast", "op": "send", "args": [1, "x"]})
+    with pytest.raises(wire.BadSignature, match="signed but not a task"):
+        cluster_tasks.decode_task(KEY, b"1-0", {b"m": not_a_task})
+    odd = wire.encode(KEY, {"k": "task", "node": "3", "pid": 1, "w": 0, "id": 1, "data": 1})
+    with pytest.raises(wire.BadSignature, match="signed but not a task"):
+        cluster_tasks.decode_task(KEY, b"1-0", {b"m": odd})
+
+
+def test_data_json_cannot_carry_fails_when_the_task_is_made():
+    with pytest.raises(TypeError, match="a object cannot cross to another node"):
+        cluster_tasks.encode_task(KEY, 1, 1, 0, 0, {"x": object()})
+
+
+def test_entry_ids_and_consumer_names():
+    assert cluster_tasks.split_entry_id(b"1700000000000-12") == (1700000000000, 12)
+    assert cluster_tasks.join_entry_id(1700000000000, 12) == "1700000000000-12"
+    assert cluster_tasks.consumer_name(4, 2) == "node4.task2"

@@ -44,6 +44,7 @@ GROUP = "task_workers"
 BLOCK_MS = 1000          # how long one XREADGROUP waits for a task
 RECLAIM_CHECK = 1.0      # seconds between a task worker's looks for abandoned tasks
 MAX_DELIVERIES = 3
+RESULT_PATIENCE = 3.0    # seconds a result waits for its live sender node's subscriber
 
 # Reset the idle time of an entry, but only while it is still pending for
 # this consumer (another may have claimed it meanwhile).
@@ -266,9 +267,16 @@ class TaskConsumer:
         """Send ``task``'s outcome to its sender's node; True if that node
         heard it. Raises TypeError when ``value`` is not JSON data."""
         message = encode_result(self.key, task, kind, value)
+        publish = lambda client: client.publish(node_channel(task.node), message)  # noqa: E731
         try:
-            heard = self.link.run(lambda client: client.publish(node_channel(task.node),
-                                                                message))
+            heard = self.link.run(publish)
+            if not heard and self.link.node_alive(task.node):
+                # Registered but not listening: its cluster process is
+                # (re)starting (it subscribes a moment after its node starts).
+                deadline = time.monotonic() + RESULT_PATIENCE
+                while not heard and time.monotonic() < deadline:
+                    gevent.sleep(0.05)
+                    heard = self.link.run(publish)
         except Unreachable:
             return False   # not acknowledged: run again after task_reclaim_time
         task.answered = True
