@@ -5,6 +5,7 @@ joined through a real redis-server, and the sans-IO pieces on their own."""
 import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -45,6 +46,10 @@ def on_task(server, task_id, src_worker_id, data):
         os.close(fd)
         while True:
             time.sleep(1)
+    if op == "slow":
+        open(data["path"], "w").close()
+        time.sleep(data["sleep"])
+        return {{"node": NAME, "pid": os.getpid()}}
     if op == "mark":
         open(data["path"], "w").close()
         return True
@@ -188,18 +193,37 @@ def test_a_task_whose_node_died_is_run_by_another_node(serve, redis_server, tmp_
     # While its task worker lives, the task stays with it however long it
     # runs (its cluster process keeps the entry from looking abandoned).
     client = redis.Redis(port=redis_server.port)
-    deadline = __import__("time").monotonic() + 2.5
-    while __import__("time").monotonic() < deadline:
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:
         pending = client.xpending_range(cluster_tasks.STREAM, cluster_tasks.GROUP, "-", "+", 10)
         assert [p["times_delivered"] for p in pending] == [1]
         assert pending[0]["time_since_delivered"] < 1000
-        __import__("time").sleep(0.2)
+        time.sleep(0.2)   # sampling the entry over time, not waiting for something
     dying, survivor = (b, c) if first == "b" else (c, b)
     os.killpg(dying.pgid, signal.SIGKILL)
     kind, _, result = json.loads(ca.line(timeout=30))
     assert (kind, result["node"]) == ("finish", "c" if first == "b" else "b")
     survivor.wait_line("took over task entry .* abandoned", stream="err")
     wait_until(lambda: client.xlen(cluster_tasks.STREAM) == 0, message="the task acknowledged")
+    client.close()
+    ca.close()
+
+
+def test_a_reload_lets_the_task_in_hand_finish(serve, redis_server, tmp_path):
+    import redis
+    a = start_node(serve, redis_server, "a")
+    ca = Client(a)
+    path = tmp_path / "started"
+    ca.sock.sendall(("task %s\n" % json.dumps({"op": "slow", "path": str(path), "sleep": 1.0}))
+                    .encode())
+    wait_until(path.exists, message="the task running")
+    a.signal(signal.SIGUSR2)               # reload the task workers
+    kind, _, result = json.loads(ca.line(timeout=20))
+    assert kind == "finish" and result["node"] == "a"
+    # The replacement takes tasks too.
+    assert ask(ca, "wait", {"op": "who"})["pid"] != result["pid"]
+    client = redis.Redis(port=redis_server.port)
+    wait_until(lambda: client.xlen(cluster_tasks.STREAM) == 0, message="the tasks acknowledged")
     client.close()
     ca.close()
 
