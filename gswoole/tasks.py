@@ -219,7 +219,8 @@ class Mailbox:
             self._pending.pop(task_id, None)
             self._note_idle()
             return errors.set_last_error(errors.TASK_DISPATCH_FAIL)
-        self.context.shared.set(self.context.slot, "tasks_sent", task_id + 1)
+        # Not counted in tasks_sent: stats' task_queue_num is this node's
+        # queue; these wait in the cluster's stream (XLEN gswoole:tasks).
         return task_id
 
     def _send_remote_task(self, task_id, message):

@@ -35,6 +35,7 @@ import redis
 
 from . import PREFIX, node_channel, wire
 from .. import ipc
+from ..process import pid_alive
 from .link import RETRY_PAUSE, Unreachable
 
 log = logging.getLogger("gswoole")
@@ -307,7 +308,6 @@ class TaskConsumer:
 def touch_running_tasks(link, shared, node):
     """Reset the idle time of the entries this node's live task workers are
     running, so they are not taken from them however long they run."""
-    from ..process import pid_alive
     running = [(consumer_name(node, slot["worker_id"]),
                 join_entry_id(slot["task_entry_ms"], slot["task_entry_seq"]))
                for slot in shared.live_slots()
