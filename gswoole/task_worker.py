@@ -129,7 +129,7 @@ class TaskWorker:
         return gevent.spawn(self.remote.serve)
 
     def run_remote(self, task):
-        """Run a task from Redis; acknowledged there once its outcome went out."""
+        """Run a task from Redis (acknowledged there with its outcome)."""
         from .cluster.tasks import split_entry_id
         with self.busy:
             ms, seq = split_entry_id(task.entry)
@@ -140,7 +140,6 @@ class TaskWorker:
                 self._run_task(task)
             finally:
                 self.shared.write_slot(self.slot, task_entry_ms=0, task_entry_seq=0)
-                self.remote.done(task)
 
     def stop(self):
         self.stopping = True

@@ -273,7 +273,7 @@ def test_a_task_entry_round_trip():
     task = cluster_tasks.decode_task(KEY, b"1700000000000-4", {b"m": message})
     assert (task.node, task.src_pid, task.src_worker, task.id) == (3, 1234, 1, 7)
     assert task.value() == {"b": b"\x00\xff", "t": [1, 2]}   # a tuple arrives as a list
-    assert task.entry == b"1700000000000-4" and not task.answered
+    assert task.entry == b"1700000000000-4"
     result = wire.decode(KEY, cluster_tasks.encode_result(KEY, task, 2, {1: "x"}))
     assert result == {"k": "result", "kind": 2, "id": 7, "value": {"1": "x"}, "pid": 1234,
                       "w": 1}

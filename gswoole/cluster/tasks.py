@@ -7,13 +7,14 @@ How a task travels:
     any idle task worker of any node  --XREADGROUP, one task at a time-->  task callback
     its result  --PUBLISH on node A's channel-->  A's cluster process
                 --Mailbox.deliver-->  the sending worker, matched by task id like a local result
-    then XACK + XDEL: the task is done and its entry gone.
+    with it XACK + XDEL: the task is done and its entry gone.
 
 The stream has one consumer group; each task worker is a consumer named
 after its node number and worker id. A task worker asks for one task only
 when it is free, so a busy one never holds tasks others could run.
 
-At-least-once. An entry is acknowledged only after its result went out.
+At-least-once. An entry is acknowledged only once its result went out
+(the PUBLISH and the XACK + XDEL in one pipeline, in that order).
 While a task runs, the task worker's shared slot holds the entry's id and
 the node's cluster process touches the entry (XCLAIM JUSTID: its idle time
 back to 0) every third of ``task_reclaim_time``; so an entry idle for
@@ -82,7 +83,7 @@ class RemoteTask:
     """A task read from the stream: the attributes of a local task message
     that the task worker uses, plus where its result goes."""
 
-    __slots__ = ("id", "src_worker", "src_pid", "node", "data", "entry", "answered")
+    __slots__ = ("id", "src_worker", "src_pid", "node", "data", "entry")
 
     def __init__(self, entry, node, src_pid, src_worker, task_id, data):
         self.entry = entry
@@ -91,7 +92,6 @@ class RemoteTask:
         self.src_worker = src_worker
         self.id = task_id
         self.data = data
-        self.answered = False   # its result (or TaskError, or "done") went out
 
     def value(self):
         return self.data
@@ -250,7 +250,6 @@ class TaskConsumer:
             self.reply(task, ipc.ERROR, [
                 "task %d was taken %d times and its task worker died each time; not run "
                 "again" % (task.id, deliveries - 1), ""])
-            self.done(task)
             return None
         return task
 
@@ -265,12 +264,23 @@ class TaskConsumer:
             return None
 
     def reply(self, task, kind, value):
-        """Send ``task``'s outcome to its sender's node; True if that node
-        heard it. Raises TypeError when ``value`` is not JSON data."""
+        """Send ``task``'s outcome to its sender's node and acknowledge the
+        task; True if that node heard it. Raises TypeError when ``value`` is
+        not JSON data. While Redis is unreachable the task stays
+        unacknowledged (and runs again after task_reclaim_time)."""
         message = encode_result(self.key, task, kind, value)
-        publish = lambda client: client.publish(node_channel(task.node), message)  # noqa: E731
+        channel = node_channel(task.node)
+        publish = lambda client: client.publish(channel, message)  # noqa: E731
+
+        def publish_and_ack(client):
+            # One round trip: in order, so acknowledged only once published.
+            pipe = client.pipeline(transaction=False)
+            pipe.publish(channel, message)
+            pipe.xack(STREAM, GROUP, task.entry)
+            pipe.xdel(STREAM, task.entry)
+            return pipe.execute()[0]
         try:
-            heard = self.link.run(publish)
+            heard = self.link.run(publish_and_ack)
             if not heard and self.link.node_alive(task.node):
                 # Registered but not listening: its cluster process is
                 # (re)starting (it subscribes a moment after its node starts).
@@ -280,16 +290,10 @@ class TaskConsumer:
                     heard = self.link.run(publish)
         except Unreachable:
             return False   # not acknowledged: run again after task_reclaim_time
-        task.answered = True
         if not heard:
             log.warning("task %d: its sender's node %d is gone; result dropped", task.id,
                         task.node)
         return bool(heard)
-
-    def done(self, task):
-        """After the task ran: acknowledge it if its outcome went out."""
-        if task.answered:
-            self._ack(task.entry)
 
     def _ack(self, entry_id):
         def ack(client):
