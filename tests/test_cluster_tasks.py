@@ -74,6 +74,11 @@ def receive(server, fd, reactor_id, data):
     elif cmd == "multi":
         found = server.taskwait_multi(arg, timeout=20)
         reply = [found.get(i) for i in range(len(arg))]
+    elif cmd == "burst":
+        import gevent
+        jobs = [gevent.spawn(server.taskwait, {{"op": "who", "echo": i}}, 20) for i in range(arg)]
+        gevent.joinall(jobs, timeout=30)
+        reply = sorted(job.value["echo"] for job in jobs if isinstance(job.value, dict))
     elif cmd == "task":
         task_id = server.task(arg)
         PENDING[task_id] = fd
@@ -144,6 +149,8 @@ def test_tasks_run_on_the_task_workers_of_every_node(serve, redis_server):
                message="tasks from node a run by the task workers of a and b")
     assert ask(cb, "wait", {"op": "who", "echo": {"k": [1, 2.5, None, True]}})["echo"] == \
         {"k": [1, 2.5, None, True]}
+    # More greenlets at once than redis-py's default pool allows (100).
+    assert ask(ca, "burst", 150) == list(range(150))
     ca.close()
     cb.close()
 
