@@ -187,7 +187,11 @@ class TaskConsumer:
                 gevent.sleep(RETRY_PAUSE)
                 continue
             if task is not None:
-                self.worker.run_remote(task)
+                try:
+                    self.worker.run_remote(task)
+                except Exception:   # this loop must go on: it is the worker's only reader
+                    log.exception("task worker #%d: task %d from node %d could not be "
+                                  "finished", self.worker.worker_id, task.id, task.node)
 
     def _next(self):
         if not self._group_ready:
@@ -278,7 +282,10 @@ class TaskConsumer:
             pipe.publish(channel, message)
             pipe.xack(STREAM, GROUP, task.entry)
             pipe.xdel(STREAM, task.entry)
-            return pipe.execute()[0]
+            # (an acknowledgement refused, NOGROUP after a Redis restart,
+            # must not make a delivered result look undelivered)
+            heard = pipe.execute(raise_on_error=False)[0]
+            return 0 if isinstance(heard, Exception) else heard
         try:
             heard = self.link.run(publish_and_ack)
             if not heard and self.link.node_alive(task.node):
