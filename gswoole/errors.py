@@ -12,6 +12,7 @@ SESSION_CLOSED = 1004             # the connection is closed (peer or server)
 SESSION_NOT_EXIST = 1005          # no such fd
 OUTPUT_BUFFER_OVERFLOW = 1009     # queued output would pass buffer_output_size
 DATA_LENGTH_TOO_LARGE = 1203      # one send larger than buffer_output_size
+TASK_DISPATCH_FAIL = 2002        # a task could not be queued (task_backend 'redis': Redis down)
 TASK_TIMEOUT = 2003
 WORKER_EXIT_TIMEOUT = 9101        # a stopping worker hit max_wait_time
 
@@ -22,6 +23,7 @@ MESSAGES = {
     SESSION_NOT_EXIST: "session does not exist",
     OUTPUT_BUFFER_OVERFLOW: "output buffer overflow",
     DATA_LENGTH_TOO_LARGE: "data is larger than buffer_output_size",
+    TASK_DISPATCH_FAIL: "task could not be dispatched",
     TASK_TIMEOUT: "task timed out",
     WORKER_EXIT_TIMEOUT: "worker exit timeout, connections forcibly closed",
 }

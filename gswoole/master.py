@@ -457,7 +457,7 @@ class Arbiter:
         worker_id = proc.worker_id
         slot = self.shared.read_slot(proc.slot)
         self.shared.free_slot(proc.slot)
-        how = "was killed by %s" % signal.Signals(signum).name if signum \
+        how = "was killed by %s" % _signal_name(signum) if signum \
             else "exited with code %d" % exit_code
         if proc.cause == "timeout":
             cause = "timeout"
@@ -465,8 +465,10 @@ class Arbiter:
             cause = "error" if exit_code or signum else (proc.cause or "exit")
         self.counters.exited(self._kind(worker_id), cause)
         metrics.forget_process(proc.pid)
-        if slot["task_src_pid"]:
-            self._fail_task(slot, worker_id, how)   # even a clean exit (QUIT) mid-task
+        # Even a clean exit (QUIT) mid-task. Not a task from Redis: it stays
+        # pending there and another task worker runs it after task_reclaim_time.
+        if slot["task_src_pid"] and not slot["task_entry_ms"]:
+            self._fail_task(slot, worker_id, how)
         is_user = worker_id >= self._first_user_id()
         if is_user:
             level = logging.ERROR if exit_code or signum else logging.INFO
@@ -550,7 +552,11 @@ class Arbiter:
         for that long gets its stack dumped (faulthandler, in the worker) and,
         DUMP_GRACE later, SIGKILL; its exit is a workerError and it is
         replaced as any dead worker is."""
-        for proc, idle in self.watchdog.stuck(self.procs.values(), self.shared, now):
+        # Not user processes (the cluster's among them): they keep no
+        # heartbeat, and may block as they like.
+        first_user = self._first_user_id()
+        workers = [proc for proc in self.procs.values() if proc.worker_id < first_user]
+        for proc, idle in self.watchdog.stuck(workers, self.shared, now):
             log.error("worker #%d (pid %d): event loop stuck for %.1f s (timeout %g s); "
                       "its Python stack follows in its log; killing it", proc.worker_id,
                       proc.pid, idle, self.setting["timeout"])
@@ -618,3 +624,13 @@ def daemonize(log_file):
     for fd in {null, out}:
         if fd > 2:
             os.close(fd)
+
+
+def _signal_name(signum):
+    """SIGKILL, or SIGRTMIN+1 and the like, which signal.Signals does not name."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        if signal.SIGRTMIN <= signum <= signal.SIGRTMAX:
+            return "SIGRTMIN+%d" % (signum - signal.SIGRTMIN)
+        return "signal %d" % signum

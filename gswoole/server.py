@@ -275,6 +275,9 @@ class Server:
             raise SettingError("cluster_redis needs cluster_secret: the key (the same on every "
                                "node) that signs every message crossing Redis, so that access "
                                "to Redis is not code execution on every node")
+        if self.setting["task_backend"] == "redis" and not self.setting["cluster_redis"]:
+            raise SettingError("task_backend='redis' needs cluster_redis: the tasks go to a "
+                               "stream on the cluster's Redis (docs/cluster.md)")
         if self.setting["task_worker_num"] and "task" not in self._callbacks:
             raise ServerStateError("task_worker_num is %d but there is no 'task' callback: "
                                    "server.on('task', fn(server, task_id, src_worker_id, data))"

@@ -528,6 +528,14 @@ SETTINGS = [
     Setting("cluster_node_timeout", 10.0, seconds(1.0),
             "A node that has not refreshed its registration for this long is dead.",
             cli="--cluster-node-timeout"),
+    Setting("task_backend", "local", choice("local", "redis"),
+            "Where tasks go: 'local' (this node's task workers, over socketpairs) or "
+            "'redis' (one Redis stream every node's task workers read; needs "
+            "cluster_redis; at-least-once).", cli="--task-backend"),
+    Setting("task_reclaim_time", 30.0, seconds(1.0),
+            "With task_backend='redis': a task whose task worker or node died is run "
+            "again by another task worker after it has been untouched this long.",
+            cli="--task-reclaim-time"),
 ]
 
 BY_NAME = {s.name: s for s in SETTINGS}

@@ -33,7 +33,9 @@ OWNER_ENTRIES = 1 << 16
 SLOT_FIELDS = ("pid", "worker_id", "start_time", "retiring", "accept_count", "close_count",
                "connection_num", "request_count", "tasks_sent", "tasks_taken",
                "task_src_pid", "task_src_worker", "task_id", "heartbeat_ms", "loop_lag_us",
-               "rss_bytes", "task_time_us", "retire_reason")
+               "rss_bytes", "task_time_us", "retire_reason",
+               # the Redis stream entry of the task running (task_backend "redis"), or 0
+               "task_entry_ms", "task_entry_seq")
 # Counters summed over dead processes too (folded into the header at reap).
 RETIRED_TOTALS = ("tasks_sent", "tasks_taken", "accept_count", "close_count", "request_count",
                   "task_time_us")

@@ -51,6 +51,8 @@ class TaskWorker:
         self.stopping = False
         self.retiring = False
         self.current = None        # the message of the task being run
+        self.remote = None         # cluster.tasks.TaskConsumer (task_backend "redis")
+        self.busy = None           # held while a task from Redis runs
         self.finished = False      # finish() already sent its result
         self.tasks_done = 0
         self.task_time = 0.0       # seconds spent in tasks, for the latency metric
@@ -84,6 +86,7 @@ class TaskWorker:
             by_fd[sock.fileno()] = sock
         self.server._attach_task_worker(self)
         self._call("workerstart", self.server, self.worker_id)
+        consumer = self._start_remote() if self.setting["task_backend"] == "redis" else None
         self.context.tell_master(b"R")
         while not self.stopping:
             try:
@@ -103,10 +106,40 @@ class TaskWorker:
                 except (OSError, ValueError) as exc:
                     log.warning("task worker #%d: bad message dropped: %s", self.worker_id, exc)
                     continue
-                self._handle(message)
+                if self.remote is None:
+                    self._handle(message)
+                else:
+                    with self.busy:   # not while a task from Redis runs
+                        self._handle(message)
+        if consumer is not None:
+            self.stopping = True
+            consumer.join()   # the task in hand first (an unacknowledged one is reclaimed)
         self._call("workerstop", self.server, self.worker_id)
         self.heartbeat.stop()
         return 0
+
+    def _start_remote(self):
+        """task_backend "redis": a greenlet that takes tasks from the
+        cluster's stream (cluster/tasks.py) while this loop serves the inboxes."""
+        from gevent.lock import Semaphore
+        from .cluster.link import Link
+        from .cluster.tasks import TaskConsumer
+        self.busy = Semaphore()
+        self.remote = TaskConsumer(self.setting, Link(self.setting), self.shared.node, self)
+        return gevent.spawn(self.remote.serve)
+
+    def run_remote(self, task):
+        """Run a task from Redis (acknowledged there with its outcome)."""
+        from .cluster.tasks import split_entry_id
+        with self.busy:
+            ms, seq = split_entry_id(task.entry)
+            # In the slot while it runs: the cluster process keeps the entry
+            # from being reclaimed, and the master does not fail it.
+            self.shared.write_slot(self.slot, task_entry_ms=ms, task_entry_seq=seq)
+            try:
+                self._run_task(task)
+            finally:
+                self.shared.write_slot(self.slot, task_entry_ms=0, task_entry_seq=0)
 
     def stop(self):
         self.stopping = True
@@ -191,6 +224,8 @@ class TaskWorker:
         return self._reply(self.current, ipc.RESULT, data)
 
     def _reply(self, message, kind, obj):
+        if self.remote is not None and self.remote.owns(message):
+            return self.remote.reply(message, kind, obj)
         pair = self.channels.worker_inboxes.get(message.src_worker)
         sock = pair[0] if pair else None
         address = None

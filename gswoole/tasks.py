@@ -101,6 +101,7 @@ class Mailbox:
         self._watchers = []
         self._warned_no_finish = False
         self._idle = Event()          # set while no task is pending
+        self.remote_tasks = None      # cluster.tasks.TaskSender (task_backend "redis")
         own = self.channels.inbox_of(worker_id)
         receivers = [own[1]] if own else []
         self.private = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -183,6 +184,8 @@ class Mailbox:
         return self._outbox(("t", dst_worker_id), pair[0])
 
     def task(self, data, dst_worker_id=-1, callback=None, waiter=None):
+        if self.remote_tasks is not None:
+            return self._remote_task(data, dst_worker_id, waiter or callback or _FINISH_EVENT)
         box = self._task_box(dst_worker_id)
         task_id = next(self._ids)
         self._pending[task_id] = waiter or callback or _FINISH_EVENT
@@ -197,6 +200,38 @@ class Mailbox:
             return False
         self.context.shared.set(self.context.slot, "tasks_sent", task_id + 1)
         return task_id
+
+    def _remote_task(self, data, dst_worker_id, target):
+        """task_backend "redis": the task goes to the cluster's stream
+        (cluster/tasks.py); its result comes back through this node's
+        cluster process like a local one."""
+        if dst_worker_id != -1:
+            raise ValueError("dst_worker_id %r: with task_backend='redis' a task goes to "
+                             "whichever task worker of the cluster is free; leave "
+                             "dst_worker_id at -1" % (dst_worker_id,))
+        task_id = next(self._ids)
+        message = self.remote_tasks.encode(task_id, data)   # raises here on data JSON cannot carry
+        self._pending[task_id] = target
+        self._idle.clear()
+        if getcurrent() is gevent.get_hub():
+            gevent.spawn(self._send_remote_task, task_id, message)   # the hub must not wait
+        elif not self.remote_tasks.send(message):
+            self._pending.pop(task_id, None)
+            self._note_idle()
+            return errors.set_last_error(errors.TASK_DISPATCH_FAIL)
+        # Not counted in tasks_sent: stats' task_queue_num is this node's
+        # queue; these wait in the cluster's stream (XLEN gswoole:tasks).
+        return task_id
+
+    def _send_remote_task(self, task_id, message):
+        if not self.remote_tasks.send(message):
+            target = self._pending.pop(task_id, None)
+            self._note_idle()
+            failure = TaskError("task %d could not be queued: Redis is unreachable" % task_id)
+            if isinstance(target, AsyncResult):
+                target.set(failure)
+            elif target is not None:
+                self._finish(target, task_id, failure)
 
     def taskwait(self, data, timeout=0.5, dst_worker_id=-1):
         result = AsyncResult()

@@ -109,6 +109,11 @@ class Worker:
             from .cluster.routing import ClusterRouting
             self.reactor.cluster = ClusterRouting(self.setting, ctx.shared.node, self.mailbox,
                                                   self.worker_id, self.pid)
+            if self.setting["task_backend"] == "redis":
+                from .cluster.tasks import TaskSender
+                self.mailbox.remote_tasks = TaskSender(self.reactor.cluster.link,
+                                                       self.reactor.cluster.key, ctx.shared.node,
+                                                       self.pid, self.worker_id)
         self.server._attach_worker(self)
         hub_loop = gevent.get_hub().loop
         watchdog.arm_stack_dump(sys.stderr)

@@ -27,6 +27,7 @@ log = logging.getLogger("gswoole")
 RETRY_PAUSE = 1.0       # seconds between attempts while Redis is unreachable
 ALIVE_CACHE = 1.0       # seconds a node's liveness is believed without asking again
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+MAX_CONNECTIONS = 2 ** 31   # a process's pool: unbounded (see _client)
 
 # Refresh a node's registration; after a Redis restart (the counter is gone
 # with the rest), also raise the node counter past this node's number, so a
@@ -60,8 +61,13 @@ class _GeventConnection(redis.connection.Connection):
 
 def _client(setting, cooperative):
     host, port, db = parse_redis_url(setting["cluster_redis"])
+    # max_connections: redis-py 8 caps a pool at 100 and raises past it, and
+    # each greenlet waiting on Redis holds a connection, so a burst of
+    # concurrent calls (taskwait in 100 requests at once) looked like an
+    # outage. The pool keeps what the busiest moment needed, for reuse.
     kwargs = dict(host=host, port=port, db=db, socket_timeout=5.0,
-                  socket_connect_timeout=2.0, retry=Retry(NoBackoff(), 0))
+                  socket_connect_timeout=2.0, retry=Retry(NoBackoff(), 0),
+                  max_connections=MAX_CONNECTIONS)
     if cooperative:
         kwargs["connection_class"] = _GeventConnection
     return redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))

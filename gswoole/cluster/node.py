@@ -53,6 +53,11 @@ class ClusterNode:
 
     def serve(self):
         refresher = gevent.spawn(self._refresh_forever)
+        keeper = None
+        if self.setting["task_backend"] == "redis":
+            from .tasks import keep_running_tasks
+            keeper = gevent.spawn(keep_running_tasks, self.link, self.shared, self.number,
+                                  self.setting["task_reclaim_time"])
         try:
             self._listen_forever()
         except SystemExit:
@@ -63,6 +68,8 @@ class ClusterNode:
             raise
         finally:
             refresher.kill()
+            if keeper is not None:
+                keeper.kill()
 
     def _refresh_forever(self):
         every = self.setting["cluster_node_timeout"] / 3.0
