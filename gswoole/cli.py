@@ -66,10 +66,10 @@ def build_parser():
         kind = setting.kind
         if kind is bool:
             parser.add_argument(*setting.flags, dest=setting.name, action="store_true",
-                                default=None, help=setting.doc)
+                                default=None, help=setting.doc.replace("%", "%%"))
         else:
             parser.add_argument(*setting.flags, dest=setting.name, type=kind, default=None,
-                                metavar=setting.name.upper(), help=setting.doc)
+                                metavar=setting.name.upper(), help=setting.doc.replace("%", "%%"))
     return parser
 
 

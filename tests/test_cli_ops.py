@@ -179,6 +179,15 @@ def test_gunicorn_flags_get_one_line_of_advice(tmp_path, args, advice):
     assert advice in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
+def test_help_lists_every_flag():
+    # A setting's help may hold "%(role)s" (a log format): argparse must not
+    # take it for its own placeholder.
+    out = subprocess.run([sys.executable, "-m", "gswoole", "--help"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert "--log-config" in out.stdout and "%(role)s" in out.stdout
+
+
 def test_gunicorn_config_names_get_advice_too(tmp_path):
     (tmp_path / "app.py").write_text(APP)
     (tmp_path / "conf.py").write_text("worker_class = 'gevent'\n")
