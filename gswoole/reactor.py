@@ -68,6 +68,7 @@ RECV_SIZE = 65536
 MAX_QUEUED_EVENTS = 64      # stop reading a connection whose callbacks lag this far
 MAX_SPARE_RUNNERS = 256
 _switch = greenlet.switch
+_MARKER = CONNECT.__class__   # CONNECT, CLOSE and SHUTDOWN are bare objects; data is not
 
 
 class Reactor(Sending, Closing, Stopping, Controls, Encryption):
@@ -352,25 +353,8 @@ class Reactor(Sending, Closing, Stopping, Controls, Encryption):
         listener = conn.listener
         while events:
             event = events.popleft()
-            if event is CONNECT:
-                try:
-                    listener.on_connect(server, fd, worker_id)
-                except BaseException:
-                    self._report("connect", fd)
-            elif event is CLOSE:
-                events.clear()
-                conn.corked = False   # _release flushes what was gathered
-                try:
-                    if listener.on_close is not None:
-                        listener.on_close(server, fd, -1 if conn.state == CLOSING else worker_id)
-                except BaseException:
-                    self._report("close", fd)
-                finally:
-                    self._release(conn)
-                return  # busy stays True: nothing runs for this fd again
-            elif event is SHUTDOWN:
-                self.close(fd)   # queues CLOSE, which this loop runs next
-            else:
+            if event.__class__ is not _MARKER or not (event is CONNECT or event is CLOSE
+                                                      or event is SHUTDOWN):
                 # data, a framed packet, or a parsed request (HTTP)
                 if events and not conn.corked:
                     # More input is queued behind this one (pipelining): gather
@@ -387,6 +371,24 @@ class Reactor(Sending, Closing, Stopping, Controls, Encryption):
                 self.request_count += 1
                 if self.request_count == self.request_limit:
                     self.on_request_limit()
+            elif event is CONNECT:
+                try:
+                    listener.on_connect(server, fd, worker_id)
+                except BaseException:
+                    self._report("connect", fd)
+            elif event is CLOSE:
+                events.clear()
+                conn.corked = False   # _release flushes what was gathered
+                try:
+                    if listener.on_close is not None:
+                        listener.on_close(server, fd, -1 if conn.state == CLOSING else worker_id)
+                except BaseException:
+                    self._report("close", fd)
+                finally:
+                    self._release(conn)
+                return  # busy stays True: nothing runs for this fd again
+            else:   # SHUTDOWN
+                self.close(fd)   # queues CLOSE, which this loop runs next
         conn.busy = False
         if conn.corked:
             self._uncork(conn)
