@@ -33,12 +33,14 @@ Cases whose gunicorn config names a feature gswoole does not offer are skipped.
 
 import base64
 import json
+import os
 import random
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from gswoole.http import parser as parser_module
 from gswoole.http.parser import CONTINUE, HTTPError, ParsedRequest, RequestParser
 
 CORPUS = Path(__file__).resolve().parent / "data" / "gunicorn-http-requests.json"
@@ -285,6 +287,57 @@ def test_any_cuts_give_the_events_of_the_whole(cases, points):
     if len(cases) > 1:   # pipelined: one request per case, all of them
         assert sum(1 for e in whole if e[0] == "ParsedRequest") == \
             sum(len(c["requests"]) for c in cases)
+
+
+# -- the C reading of common heads (gswoole/_http.c) agrees with llhttp's --------
+
+_PRINTABLE = "".join(map(chr, range(0x20, 0x7f))) + "\t"
+# Mostly what the C reading takes (so its answers get compared), some of what it leaves to llhttp.
+_HEAD_NAMES = st.one_of(
+    st.text(st.sampled_from("abcXYZ-_!#09"), min_size=1, max_size=8),
+    st.sampled_from(["Host", "host", "HOST", "Connection", "Content-Type", "Accept",
+                     "Upgrade", "Expect", "Content-Length", "Transfer-Encoding", "",
+                     "Bad Name", "X:Y"]))
+_HEAD_VALUES = st.one_of(
+    st.text(st.sampled_from(_PRINTABLE), max_size=12),
+    st.sampled_from(["close", "keep-alive", "Keep-Alive", "upgrade", "close, x", " x ",
+                     "\tv\t", "", "100-continue", "5", "chunked", "websocket"]),
+    st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=12))
+_HEAD_LINES = st.one_of(
+    st.just("GET / HTTP/1.1"),
+    st.sampled_from(["GET / HTTP/1.1", "GET /a?b=c#d HTTP/1.0", "HEAD /x HTTP/1.1",
+                     "POST /p HTTP/1.1", "DELETE /%41/x?y HTTP/1.1"]),
+    st.text(st.sampled_from("/abc?#%=&~:@!$'()*+,;[]{}|^`\\\""), max_size=10).map(
+        lambda target: "GET /%s HTTP/1.1" % target),
+    st.sampled_from(["CONNECT h:1 HTTP/1.1", "GET * HTTP/1.1", "GET http://h/ HTTP/1.1",
+                     "GET  / HTTP/1.1", "FOO / HTTP/1.1", "GET /\x7f HTTP/1.1",
+                     "GET / HTTP/2.0", "GET / RTSP/1.0", "OPTIONS * HTTP/1.1",
+                     "GET /\xe9 HTTP/1.1", "get / HTTP/1.1"]))
+
+
+@pytest.mark.skipif(parser_module._scan is None, reason="the C helper gswoole._http is not built")
+@settings(max_examples=400, deadline=None)
+@given(_HEAD_LINES, st.sampled_from([True, True, True, False]), st.lists(st.tuples(_HEAD_NAMES, _HEAD_VALUES), max_size=4),
+       st.sampled_from([b"", b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", b"GET"]),
+       st.sampled_from(["\r\n", "\r\n", "\r\n", "\n"]))
+def test_the_c_reading_of_a_head_is_llhttps(line, host, fields, after, newline):
+    fields = [("Host", "h")] + fields if host else fields
+    head = (line + newline + "".join("%s:%s%s" % (n, v, newline) for n, v in fields)
+            + newline).encode("latin-1")
+    data = head + after
+    limits = {"limit_request_fields": 5, "limit_request_field_size": 40,
+              "limit_request_line": 60}
+    with_c = _events(data, limits, [data])
+    scan, parser_module._scan = parser_module._scan, None
+    try:
+        assert _events(data, limits, [data]) == with_c
+    finally:
+        parser_module._scan = scan
+
+
+def test_the_c_helper_is_built_in_ci():
+    if os.environ.get("GSWOOLE_CI") and parser_module._scan is None:
+        pytest.fail("gswoole._http was not built (setup.py; gcc in .ci/run)")
 
 
 # -- pipelining and partial input -------------------------------------------

@@ -90,6 +90,13 @@ from urllib.parse import urlsplit
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
+try:
+    # The common request head in one C call (gswoole/_http.c): optional, a
+    # build without a C compiler reads every request through httptools.
+    from .._http import scan as _scan
+except ImportError:
+    _scan = None
+
 __all__ = ["RequestParser", "ParsedRequest", "HTTPError", "CONTINUE"]
 
 # gunicorn's ceilings, used where its settings say 0 (or less).
@@ -227,6 +234,7 @@ class ParsedRequest:
 
 _new = object.__new__
 _HTTP11 = _VERSIONS["1.1"]
+_HTTP10 = _VERSIONS["1.0"]
 
 # What on_header noted of the fields that need a look at header time.
 _SEEN_HOST = 1
@@ -322,6 +330,34 @@ class RequestParser:
                 self._keep_rest(data)
             return []
         events = self._events = []
+        if _scan is not None and not self._in_message and not self._carry:
+            # Whole heads of the usual kind, read in C; the first one that is
+            # not (or the rest of the bytes) goes to llhttp below.
+            pos = 0
+            while True:
+                head = _scan(data, pos, _METHODS, self._max_url, self._max_line,
+                             self._max_fields, self._max_field)
+                if head is None:
+                    break
+                req = _new(ParsedRequest)
+                req.method, raw_uri, minor, req.headers, keep_alive, pos = head
+                req.raw_uri = raw_uri
+                if "?" in raw_uri or "#" in raw_uri:
+                    req.path, req.query_string, req.fragment = _origin_parts(raw_uri)
+                else:
+                    req.path = raw_uri
+                    req.query_string = ""
+                req.version = _HTTP11 if minor else _HTTP10
+                req.keep_alive = keep_alive
+                self.requests_started += 1
+                events.append(req)
+                if not keep_alive:
+                    self.closed = True
+                    return events
+                if pos == len(data):
+                    return events
+            if pos:
+                data = data[pos:]
         was_in_message = self._in_message
         if was_in_message:
             before = self._progress_mark()
@@ -532,8 +568,7 @@ class RequestParser:
         req.raw_uri = raw_uri = url.decode("latin-1")
         if raw_uri[:1] == "/":                       # origin-form: the usual case
             if "?" in raw_uri or "#" in raw_uri:
-                path, _, req.fragment = raw_uri.partition("#")
-                req.path, _, req.query_string = path.partition("?")
+                req.path, req.query_string, req.fragment = _origin_parts(raw_uri)
             else:
                 req.path = raw_uri
                 req.query_string = ""
@@ -682,6 +717,13 @@ class RequestParser:
             self._resume_framing = b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
         else:
             self._resume_framing = b"PUT / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % length
+
+
+def _origin_parts(raw_uri):
+    """path, query, fragment of an origin-form target that has "?" or "#"."""
+    path, _, fragment = raw_uri.partition("#")
+    path, _, query = path.partition("?")
+    return path, query, fragment
 
 
 def _name(raw):
