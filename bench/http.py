@@ -1,25 +1,40 @@
-"""HTTP hello-world benchmark: gswoole against gunicorn -k gevent, gevent.pywsgi
-and uvicorn (httptools + uvloop), measured with wrk; and over TLS against
-uvicorn and granian.
+"""HTTP benchmark: gswoole against granian (WSGI), bjoern, uvicorn (httptools
++ uvloop), gunicorn -k gevent and gevent.pywsgi, measured with wrk.
 
-    python bench/http.py [--seconds 5] [--rounds one|two|both|tls|all] [--turns 1]
+    python bench/http.py [--seconds 5] [--rounds ROUNDS] [--turns 1] [--markdown]
 
-Every server answers GET / with 200, text/plain, "Hello, World!" (13 bytes)
-over keep-alive connections (apps in bench/http_apps.py). For each server:
-a 1 s wrk warm-up, then ``wrk -t1 -c64 -d<seconds>s --latency``; req/s and the
-99th percentile latency are printed, with the ratios gswoole/peer and the
-targets. Round "one": one worker, the server pinned to CPU 0 and wrk to
-CPU 1. Round "two": two workers, nothing pinned (pywsgi has no workers and
-sits this round out). Round "tls": HTTPS, one worker pinned as in round
-one, gswoole (gswoole-serve --certfile) against uvicorn (--ssl-certfile) and
-granian (--ssl-certificate, WSGI), keep-alive; then a second wrk run with
-``Connection: close`` gives the rate of new TLS connections (one handshake
-per request) beside it, and the server's CPU time per request and per new
-connection (steadier than the rates on a shared machine). The certificate
-is made with trustme for the run.
+ROUNDS is one of one, two, close, io, tls, or a comma-separated list of
+them (``one,io``), or ``both`` (one and two) or ``all`` (the default).
+
+Every hello-world server answers GET / with 200, text/plain, "Hello, World!"
+(13 bytes) (apps in bench/http_apps.py). For each server: a 1 s wrk warm-up,
+then ``wrk -t1 -c64 -d<seconds>s --latency``; printed are req/s, the 99th
+percentile latency, the CPU the server's processes used per request (their
+utime + stime over the run, divided by the requests: steadier than the rates
+on a shared machine) and the CPU taken by wrk and by everything else; then
+the ratios gswoole/peer and issue 10's targets as met or MISSED.
+
+Round "one": one worker, keep-alive, the server pinned to CPU 0 and wrk to
+CPU 1. Round "two": two workers, nothing pinned; pywsgi has no workers and
+sits it out; bjoern runs as two processes sharing the port (SO_REUSEPORT).
+Round "close": as round one, but wrk sends ``Connection: close``, so every
+request comes on a new connection. Round "io": one worker pinned as in round
+one, an app that waits 20 ms per request (a database call), ``wrk -t2
+-c256``: gswoole, granian (``--blocking-threads 256``: a thread for every
+connection), uvicorn with an async app and gunicorn -k gevent; the ideal,
+256 / 0.020 s = 12,800 req/s, is printed beside them. Round "tls": HTTPS, one
+worker pinned as in round one, gswoole (gswoole-serve --certfile) against
+uvicorn (--ssl-certfile) and granian (--ssl-certificate, WSGI), keep-alive;
+then a second wrk run with ``Connection: close`` gives the rate of new TLS
+connections (one handshake per request) and the server's CPU time per new
+connection beside it. The certificate is made with trustme for the run.
+
 With --turns N the servers take N turns each and the medians are printed.
-wrk, gunicorn, uvicorn, uvloop, httptools, granian and trustme are installed
-first if missing. Default: all three rounds.
+With --markdown each round's table is printed again as Markdown, with the
+command line, for README.md. wrk and libev-dev (bjoern builds on it) are
+installed with apt-get, and gunicorn, uvicorn, uvloop, httptools, granian,
+bjoern and trustme with pip, when missing. The exit status is 1 when a
+server fails or gswoole has wrk errors (a peer's errors are only shown).
 """
 
 import os
@@ -47,19 +62,53 @@ import subprocess  # noqa: E402
 import time  # noqa: E402
 
 HOST = "127.0.0.1"
-CONNECTIONS = 64
 BODY = b"Hello, World!"
-PEERS = ("gunicorn", "uvicorn", "uvloop", "httptools", "granian", "trustme")  # pip may install
-SERVERS = ("gswoole", "gunicorn", "pywsgi", "uvicorn")
-TLS_SERVERS = ("gswoole", "uvicorn", "granian")
-LABELS = {"gswoole": "gswoole", "gunicorn": "gunicorn -k gevent",
-          "pywsgi": "gevent.pywsgi", "uvicorn": "uvicorn httptools+uvloop",
-          "granian": "granian (WSGI)"}
-ROUNDS = {  # name: (workers, server CPUs, wrk CPUs); None = not pinned
-    "one": (1, "0", "1"),
-    "two": (2, None, None),
-    "tls": (1, "0", "1"),
+IO_WAIT = 0.020  # bench.http_apps.IO_WAIT: the I/O-bound apps' wait per request
+PEERS = ("gunicorn", "uvicorn", "uvloop", "httptools", "granian", "bjoern",
+         "trustme")  # pip may install
+HTTP_SERVERS = ("gswoole", "granian", "bjoern", "uvicorn", "gunicorn", "pywsgi")
+LABELS = {"gswoole": "gswoole", "granian": "granian (WSGI)", "bjoern": "bjoern",
+          "uvicorn": "uvicorn httptools+uvloop", "gunicorn": "gunicorn -k gevent",
+          "pywsgi": "gevent.pywsgi"}
+IO_LABELS = dict(LABELS, uvicorn="uvicorn (async app)")
+GRANIAN_IO_THREADS = 256  # = the io round's connections: the pool never makes one wait
+
+
+class Round:
+    """One round: who is measured, how the load comes, and issue 10's
+    targets as (peer, figure, sense, factor): gswoole's figure over the
+    peer's must be >= (or <=) the factor."""
+
+    def __init__(self, title, servers, workers=1, pinned=True, connections=64, threads=1,
+                 close=False, io=False, tls=False, targets=()):
+        self.title, self.servers, self.workers = title, servers, workers
+        self.server_cpus, self.wrk_cpus = ("0", "1") if pinned else (None, None)
+        self.connections, self.threads = connections, threads
+        self.close, self.io, self.tls, self.targets = close, io, tls, targets
+
+    @property
+    def ideal(self):
+        """The I/O-bound round's ceiling: every connection waiting IO_WAIT."""
+        return self.connections / IO_WAIT if self.io else None
+
+
+ROUNDS = {
+    "one": Round("keep-alive, 1 worker", HTTP_SERVERS, targets=(
+        ("granian", "rate", ">=", 1.15), ("granian", "p99_ms", "<=", 1.5),
+        ("uvicorn", "rate", ">=", 1.0), ("gunicorn", "p99_ms", "<=", 1.0))),
+    "two": Round("keep-alive, 2 workers",  # pywsgi has no workers
+                 tuple(kind for kind in HTTP_SERVERS if kind != "pywsgi"), workers=2, pinned=False,
+                 targets=(("granian", "rate", ">=", 1.0), ("uvicorn", "rate", ">=", 1.0),
+                          ("gunicorn", "p99_ms", "<=", 1.0))),
+    "close": Round("Connection: close (a new connection per request), 1 worker",
+                   HTTP_SERVERS, close=True),
+    "io": Round("I/O-bound: the app waits %d ms per request, 1 worker" % (IO_WAIT * 1000),
+                ("gswoole", "granian", "uvicorn", "gunicorn"), connections=256, threads=2,
+                io=True),
+    "tls": Round("HTTPS, keep-alive, 1 worker", ("gswoole", "uvicorn", "granian"), tls=True,
+                 targets=(("uvicorn", "rate", ">=", 1.0),)),
 }
+ROUND_SETS = {"both": ("one", "two"), "all": ("one", "two", "close", "io", "tls")}
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -67,27 +116,31 @@ class BenchError(Exception):
     pass
 
 
-def server_command(kind, workers, port, tls=None):
-    """The command line of one server; ``tls`` = (certfile, keyfile) for HTTPS."""
+def server_command(kind, workers, port, tls=None, io=False):
+    """The command line of one server; ``tls`` = (certfile, keyfile) for
+    HTTPS; ``io``: serve the I/O-bound app instead of hello world."""
     python = [sys.executable, "-m"]
     bind = "%s:%d" % (HOST, port)
+    wsgi = "bench.http_apps:" + ("wsgi_io_app" if io else "wsgi_app")
     if kind == "gswoole":
-        return python + ["gswoole", "bench.http_apps:wsgi_app", "--bind", bind,
+        return python + ["gswoole", wsgi, "--bind", bind,
                          "--workers", str(workers), "--log-level", "warning"] + \
             (["--certfile", tls[0], "--keyfile", tls[1]] if tls else [])
     if kind == "granian":
         return python + ["granian", "--interface", "wsgi", "--host", HOST, "--port", str(port),
-                         "--workers", str(workers), "--log-level", "warning",
-                         "--ssl-certificate", tls[0], "--ssl-keyfile", tls[1],
-                         "bench.http_apps:wsgi_app"]
+                         "--workers", str(workers), "--log-level", "warning"] + \
+            (["--blocking-threads", str(GRANIAN_IO_THREADS)] if io else []) + \
+            (["--ssl-certificate", tls[0], "--ssl-keyfile", tls[1]] if tls else []) + [wsgi]
+    if kind == "bjoern":
+        return python + ["bench.http_apps", "bjoern", bind, str(workers)]
     if kind == "gunicorn":
         return python + ["gunicorn", "-k", "gevent", "--workers", str(workers), "--bind", bind,
-                         "--log-level", "warning", "bench.http_apps:wsgi_app"]
+                         "--log-level", "warning", wsgi]
     if kind == "pywsgi":
-        return python + ["bench.http_apps", bind]
+        return python + ["bench.http_apps", "pywsgi", bind]
     if kind == "uvicorn":
-        return python + ["uvicorn", "bench.http_apps:asgi_app", "--host", HOST,
-                         "--port", str(port), "--workers", str(workers),
+        return python + ["uvicorn", "bench.http_apps:" + ("asgi_io_app" if io else "asgi_app"),
+                         "--host", HOST, "--port", str(port), "--workers", str(workers),
                          "--http", "httptools", "--loop", "uvloop",
                          "--log-level", "warning", "--no-access-log"] + \
             (["--ssl-certfile", tls[0], "--ssl-keyfile", tls[1]] if tls else [])
@@ -174,15 +227,23 @@ def run_visibly(command):
     return subprocess.call(command, stdin=subprocess.DEVNULL)
 
 
+def apt_get_install(package, present):
+    """Install a Debian package unless ``present()`` already says it is there."""
+    if present():
+        return
+    print("%s not found: installing it with apt-get" % package, flush=True)
+    if run_visibly(["apt-get", "install", "-y", package]) != 0:
+        run_visibly(["apt-get", "update"])
+        run_visibly(["apt-get", "install", "-y", package])
+    if not present():
+        raise BenchError("%s is missing and apt-get could not install it" % package)
+
+
 def install_missing():
-    if shutil.which("wrk") is None:
-        print("wrk not found: installing it with apt-get", flush=True)
-        if run_visibly(["apt-get", "install", "-y", "wrk"]) != 0:
-            run_visibly(["apt-get", "update"])
-            run_visibly(["apt-get", "install", "-y", "wrk"])
-        if shutil.which("wrk") is None:
-            raise BenchError("wrk is missing and apt-get could not install it")
+    apt_get_install("wrk", lambda: shutil.which("wrk") is not None)
     missing = [name for name in PEERS if importlib.util.find_spec(name) is None]
+    if "bjoern" in missing:  # pip builds it against libev's headers
+        apt_get_install("libev-dev", lambda: os.path.exists("/usr/include/ev.h"))
     if missing:
         print("not importable: %s; installing with pip" % ", ".join(missing), flush=True)
         if run_visibly([sys.executable, "-m", "pip", "install"] + missing) != 0:
@@ -191,7 +252,7 @@ def install_missing():
 
 
 def versions():
-    names = ["gevent", "gunicorn", "uvicorn", "uvloop", "httptools", "granian"]
+    names = ["gevent", "granian", "bjoern", "uvicorn", "uvloop", "httptools", "gunicorn"]
     found = []
     for name in names:
         try:
@@ -279,13 +340,15 @@ def parse_wrk(output):
         return match.groups() if match else default
 
     rate = number(r"^Requests/sec:\s+([\d.]+)")
+    requests = number(r"^\s*(\d+) requests in ")
     p99 = number(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$")
-    if rate is None or p99 is None:
+    if rate is None or p99 is None or requests is None:
         raise BenchError("could not read wrk's output:\n" + output)
     socket_errors = number(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
                            r"timeout (\d+)", ("0", "0", "0", "0"))
     return {
         "rate": float(rate[0]),
+        "requests": int(requests[0]),
         "p99_ms": float(p99[0]) * _UNITS[p99[1]],
         "non_2xx": int(number(r"Non-2xx or 3xx responses: (\d+)", ("0",))[0]),
         "socket_errors": dict(zip(("connect", "read", "write", "timeout"),
@@ -293,11 +356,15 @@ def parse_wrk(output):
     }
 
 
-def run_wrk(procs, port, seconds, cpus, tls=False, close=False):
-    """``close``: every request on a new connection (Connection: close)."""
-    command = pinned(["wrk", "-t1", "-c%d" % CONNECTIONS, "-d%ds" % seconds, "--latency"]
+def run_wrk(procs, port, seconds, spec, close=None):
+    """wrk as round ``spec`` loads a server; ``close`` (default: the
+    round's): every request on a new connection (Connection: close)."""
+    close = spec.close if close is None else close
+    command = pinned(["wrk", "-t%d" % spec.threads, "-c%d" % spec.connections,
+                      "-d%ds" % seconds, "--latency"]
                      + (["-H", "Connection: close"] if close else [])
-                     + ["%s://%s:%d/" % ("https" if tls else "http", HOST, port)], cpus)
+                     + ["%s://%s:%d/" % ("https" if spec.tls else "http", HOST, port)],
+                     spec.wrk_cpus)
     proc = procs.start(command, stdout=subprocess.PIPE)
     try:
         output, _ = proc.communicate(timeout=seconds + 30)
@@ -310,34 +377,39 @@ def run_wrk(procs, port, seconds, cpus, tls=False, close=False):
     return parse_wrk(output.decode())
 
 
-def measure(procs, kind, workers, server_cpus, wrk_cpus, args, tls=None):
-    """Start one server, warm it up, run wrk, stop it: wrk's figures plus the
-    CPU used meanwhile by the server, by wrk and by everything else. With
-    ``tls`` (cert, key): over HTTPS, and then the rate of new connections."""
+def loaded(procs, server, port, seconds, spec, close=None):
+    """One wrk run, with the CPU the server's process group, wrk and the rest
+    of the machine took meanwhile (in cores), and the server's CPU time per
+    request (its CPU seconds over wrk's count of requests, in us)."""
+    before, start = cpu_seconds(server.pid), time.monotonic()
+    result = run_wrk(procs, port, seconds, spec, close)
+    after, elapsed = cpu_seconds(server.pid), time.monotonic() - start
+    server_cpu, wrk_cpu, machine_cpu = ((a - b) / elapsed for a, b in zip(after, before))
+    result["cpu"] = (server_cpu, wrk_cpu, max(0.0, machine_cpu - server_cpu - wrk_cpu))
+    # On a shared machine the rates swing with the neighbours; the server's
+    # CPU time per request swings less.
+    result["us_per_request"] = (after[0] - before[0]) * 1e6 / max(1, result["requests"])
+    return result
+
+
+def measure(procs, kind, spec, args, tls=None):
+    """Start one server as round ``spec`` has it, warm it up, run wrk, stop
+    it: wrk's figures and the CPU used meanwhile. With ``tls`` (cert, key):
+    over HTTPS, and then the rate of new connections and their CPU cost."""
     port = free_port()
     what = LABELS[kind]
-    https = tls is not None
-    server = procs.start(pinned(server_command(kind, workers, port, tls), server_cpus),
+    command = server_command(kind, spec.workers, port, tls, io=spec.io)
+    server = procs.start(pinned(command, spec.server_cpus),
                          stdout=subprocess.DEVNULL)  # errors and warnings go to stderr
     try:
-        wait_until_serving(server, port, what, tls=https)
+        wait_until_serving(server, port, what, tls=spec.tls)
         if args.warmup > 0:
-            run_wrk(procs, port, args.warmup, wrk_cpus, tls=https)
-        before, start = cpu_seconds(server.pid), time.monotonic()
-        result = run_wrk(procs, port, args.seconds, wrk_cpus, tls=https)
-        after, elapsed = cpu_seconds(server.pid), time.monotonic() - start
-        server_cpu, wrk_cpu, machine_cpu = ((a - b) / elapsed for a, b in zip(after, before))
-        # In cores: others = what the rest of the machine took meanwhile.
-        result["cpu"] = (server_cpu, wrk_cpu, max(0.0, machine_cpu - server_cpu - wrk_cpu))
-        if https:
-            # On a shared machine the rates swing with the neighbours; the
-            # server's CPU time per request or per connection swings less.
-            result["us_per_request"] = server_cpu * 1e6 / result["rate"]
-            before, start = cpu_seconds(server.pid), time.monotonic()
-            fresh = run_wrk(procs, port, args.seconds, wrk_cpus, tls=True, close=True)
-            after, elapsed = cpu_seconds(server.pid), time.monotonic() - start
+            run_wrk(procs, port, args.warmup, spec)
+        result = loaded(procs, server, port, args.seconds, spec)
+        if spec.tls:
+            fresh = loaded(procs, server, port, args.seconds, spec, close=True)
             result["handshakes"] = fresh["rate"]
-            result["us_per_connection"] = (after[0] - before[0]) / elapsed * 1e6 / fresh["rate"]
+            result["us_per_connection"] = fresh["us_per_request"]
             result["handshake_errors"] = errors_of(fresh)
         if server.poll() is not None:
             raise BenchError("%s exited with code %d during the run"
@@ -367,7 +439,7 @@ def combine(turns):
     rates = [turn["rate"] for turn in turns]
     extra = {}
     if "handshakes" in turns[0]:
-        for key in ("handshakes", "us_per_request", "us_per_connection"):
+        for key in ("handshakes", "us_per_connection"):
             extra[key] = statistics.median(turn[key] for turn in turns)
         extra["handshake_errors"] = "; ".join(t["handshake_errors"] for t in turns
                                               if t["handshake_errors"])
@@ -375,6 +447,7 @@ def combine(turns):
         "rate": statistics.median(rates),
         "range": (min(rates), max(rates)),
         "p99_ms": statistics.median(turn["p99_ms"] for turn in turns),
+        "us_per_request": statistics.median(turn["us_per_request"] for turn in turns),
         "cpu": [statistics.median(cpu) for cpu in zip(*(turn["cpu"] for turn in turns))],
         "non_2xx": sum(turn["non_2xx"] for turn in turns),
         "socket_errors": {name: sum(turn["socket_errors"][name] for turn in turns)
@@ -382,29 +455,40 @@ def combine(turns):
     })
 
 
-def print_table(results, turns):
+def labels_of(spec):
+    return IO_LABELS if spec.io else LABELS
+
+
+def print_table(results, spec, turns):
+    labels = labels_of(spec)
     spread = "  req/s range" if turns > 1 else ""
-    print("  %-26s %8s %10s   %-22s%s  %s"
-          % ("server", "req/s", "p99", "CPU: server  wrk other", spread, "errors"))
+    ideal = "  of ideal" if spec.ideal else ""
+    print("  %-26s %8s %10s %12s%s   %-21s%s  %s"
+          % ("server", "req/s", "p99", "CPU/request", ideal, "CPU: server  wrk other",
+             spread, "errors"))
     for kind, result in results.items():
         if "failed" in result:
-            print("  %-26s FAILED: %s" % (LABELS[kind], result["failed"]))
+            print("  %-26s FAILED: %s" % (labels[kind], result["failed"]))
             continue
         low, high = result["range"]
-        print("  %-26s %8s %8.2fms      %5.2f %5.2f %5.2f%s  %s"
-              % (LABELS[kind], format(round(result["rate"]), ","), result["p99_ms"],
+        print("  %-26s %8s %8.2fms %10.1fus%s      %5.2f %5.2f %5.2f%s  %s"
+              % (labels[kind], format(round(result["rate"]), ","), result["p99_ms"],
+                 result["us_per_request"],
+                 "  %7.0f%%" % (100 * result["rate"] / spec.ideal) if spec.ideal else "",
                  *result["cpu"], "  %6.0f-%-6.0f" % (low, high) if turns > 1 else "",
                  errors_of(result) or "none"))
         if "handshakes" in result:
-            print("  %-26s %8s new TLS connections/s (Connection: close)%s"
-                  % ("", format(round(result["handshakes"]), ","),
+            print("  %-26s %8s new TLS connections/s (Connection: close), server CPU "
+                  "%.0f us per new connection%s"
+                  % ("", format(round(result["handshakes"]), ","), result["us_per_connection"],
                      "; errors: " + result["handshake_errors"]
                      if result["handshake_errors"] else ""))
-            print("  %-26s server CPU: %.0f us per keep-alive request, %.0f us per new "
-                  "connection" % ("", result["us_per_request"], result["us_per_connection"]))
+    if spec.ideal:
+        print("  %-26s %8s  (%d connections each waiting %d ms: the ceiling)"
+              % ("ideal", format(round(spec.ideal), ","), spec.connections, IO_WAIT * 1000))
 
 
-def print_ratios(results):
+def print_ratios(results, spec):
     ours = results.get("gswoole", {})
     if "rate" not in ours:
         print("  no ratios: gswoole has no figures")
@@ -412,74 +496,129 @@ def print_ratios(results):
     print()
     for kind, result in results.items():
         if kind != "gswoole" and "rate" in result:
-            print("  gswoole/%-17s req/s %5.2fx   p99 %5.2fx%s"
+            print("  gswoole/%-10s req/s %5.2fx   p99 %5.2fx   CPU per request %5.2fx%s"
                   % (kind, ours["rate"] / result["rate"], ours["p99_ms"] / result["p99_ms"],
-                     "   new TLS connections/s %5.2fx   CPU per request %5.2fx   per connection "
-                     "%5.2fx" % (ours["handshakes"] / result["handshakes"],
-                                 ours["us_per_request"] / result["us_per_request"],
-                                 ours["us_per_connection"] / result["us_per_connection"])
-                     if result.get("handshakes") and "handshakes" in ours else ""))
-    print()
-    targets = (  # peer, figure, sense, what
-        ("uvicorn", "rate", ">=", "req/s per core"),
-        ("gunicorn", "p99_ms", "<=", "p99 latency"),
-    )
-    for peer, figure, sense, what in targets:
-        label = "target: gswoole %s %s %s's" % (what, sense, peer)
+                     ours["us_per_request"] / result["us_per_request"],
+                     "   new TLS connections/s %5.2fx   CPU per new connection %5.2fx"
+                     % (ours["handshakes"] / result["handshakes"],
+                        ours["us_per_connection"] / result["us_per_connection"])
+                     if result.get("handshakes") and ours.get("handshakes") else ""))
+    if spec.targets:
+        print()
+    names = {"rate": "req/s", "p99_ms": "p99 latency"}
+    for peer, figure, sense, factor in spec.targets:
+        label = "target: gswoole %s %s %s%s's" % (
+            names[figure], sense, "%gx " % factor if factor != 1 else "", peer)
         if "rate" not in results.get(peer, {}):
             print("  %-46s  n/a (%s has no figures)" % (label, peer))
             continue
         ratio = ours[figure] / results[peer][figure]
-        met = ratio >= 1.0 if sense == ">=" else ratio <= 1.0
+        met = ratio >= factor if sense == ">=" else ratio <= factor
         print("  %-46s  %5.2fx  %s" % (label, ratio, "met" if met else "MISSED"))
 
 
+def markdown_table(results, spec):
+    """The round's table as Markdown (for README.md), failed servers left out."""
+    labels = labels_of(spec)
+    lines = ["| server | req/s | p99 | server CPU per request |%s" % (
+        " of ideal |" if spec.ideal else ""), "|---|---|---|---|%s" % (
+        "---|" if spec.ideal else "")]
+    for kind, result in results.items():
+        if "rate" not in result:
+            continue
+        name = "**gswoole**" if kind == "gswoole" else labels[kind]
+        lines.append("| %s | %s | %s ms | %.1f µs |%s" % (
+            name, format(round(result["rate"]), ","), format_ms(result["p99_ms"]),
+            result["us_per_request"],
+            " %.0f%% |" % (100 * result["rate"] / spec.ideal) if spec.ideal else ""))
+    if spec.ideal:
+        lines.append("| ideal (%d connections / %d ms) | %s | | | 100%% |" % (
+            spec.connections, IO_WAIT * 1000, format(round(spec.ideal), ",")))
+    return "\n".join(lines)
+
+
+def format_ms(ms):
+    return "%.0f" % ms if ms >= 100 else "%.1f" % ms if ms >= 10 else "%.2f" % ms
+
+
+def describe(name, spec):
+    where = ("server on CPU %s, wrk on CPU %s" % (spec.server_cpus, spec.wrk_cpus)
+             if spec.server_cpus is not None else "nothing pinned")
+    load = "wrk -t%d -c%d%s" % (spec.threads, spec.connections,
+                                " -H 'Connection: close'" if spec.close else "")
+    return "round %s: %s; %s; %s" % (name, spec.title, load, where)
+
+
 def run_round(procs, name, args):
-    workers, server_cpus, wrk_cpus = ROUNDS[name]
-    if server_cpus is not None and len(os.sched_getaffinity(0)) < 2:
-        server_cpus = wrk_cpus = None
-    where = ("server on CPU %s, wrk on CPU %s" % (server_cpus, wrk_cpus)
-             if server_cpus is not None else "nothing pinned")
-    print("\n== %s%d worker%s, %s ==" % ("HTTPS, " if name == "tls" else "", workers,
-                                         "" if workers == 1 else "s", where), flush=True)
+    """Measure every server of round ``name``; return (clean, results)."""
+    spec = ROUNDS[name]
+    if spec.server_cpus is not None and len(os.sched_getaffinity(0)) < 2:
+        spec.server_cpus = spec.wrk_cpus = None
+    print("\n== %s ==" % describe(name, spec), flush=True)
+    if "bjoern" in spec.servers and spec.workers > 1:
+        print("  bjoern has no workers: it runs as %d processes listening on the port "
+              "with SO_REUSEPORT" % spec.workers)
+    if spec.workers > 1 and "pywsgi" not in spec.servers:
+        print("  gevent.pywsgi has no workers and sits this round out")
+    if spec.io:
+        print("  granian runs the app in %d blocking threads (--blocking-threads); gswoole "
+              "and gunicorn -k gevent monkey-patch time.sleep; uvicorn's app awaits "
+              "asyncio.sleep" % GRANIAN_IO_THREADS)
     tls = folder = None
-    if name == "tls":
-        kinds = list(TLS_SERVERS)
+    if spec.tls:
         folder = tempfile.mkdtemp(prefix="gswoole-bench-")
         tls = make_certificate(folder)
-    else:
-        kinds = [kind for kind in SERVERS if workers == 1 or kind != "pywsgi"]
-    turns = {kind: [] for kind in kinds}
+    turns = {kind: [] for kind in spec.servers}
     try:
         for _ in range(args.turns):  # in turn, so that a busy spell hits them alike
-            for kind in kinds:
+            for kind in spec.servers:
                 try:
-                    turns[kind].append(measure(procs, kind, workers, server_cpus, wrk_cpus,
-                                               args, tls))
+                    turns[kind].append(measure(procs, kind, spec, args, tls))
                 except BenchError as exc:
                     turns[kind].append({"failed": str(exc)})
     finally:
         if folder:
             shutil.rmtree(folder, ignore_errors=True)
     results = {kind: combine(runs) for kind, runs in turns.items()}
-    print_table(results, args.turns)
-    print_ratios(results)
+    print_table(results, spec, args.turns)
+    print_ratios(results, spec)
     # Peers' own errors (gunicorn's wrk timeouts, say) are shown, not failed on.
-    return (all("failed" not in result for result in results.values())
-            and not errors_of(results["gswoole"]))
+    clean = (all("failed" not in result for result in results.values())
+             and not errors_of(results["gswoole"]))
+    return clean, results
+
+
+def rounds_of(text):
+    names = []
+    for part in text.split(","):
+        part = part.strip()
+        for name in ROUND_SETS.get(part, (part,)):
+            if name not in ROUNDS:
+                raise argparse.ArgumentTypeError(
+                    "unknown round %r (choose from %s)"
+                    % (part, ", ".join(list(ROUNDS) + list(ROUND_SETS))))
+            if name not in names:
+                names.append(name)
+    return names
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration per server")
     parser.add_argument("--warmup", type=int, default=1, help="wrk warm-up per server (s)")
-    parser.add_argument("--rounds", choices=("one", "two", "both", "tls", "all"),
-                        default="all",
-                        help="one worker pinned, two workers unpinned, both of these, "
-                             "HTTPS with one worker pinned, or all three")
+    parser.add_argument("--rounds", type=rounds_of, default="all",
+                        metavar="ROUNDS",
+                        help="one (keep-alive, 1 worker pinned), two (2 workers unpinned), "
+                             "close (Connection: close, 1 worker pinned), io (20 ms app, "
+                             "256 connections, 1 worker pinned), tls (HTTPS, 1 worker "
+                             "pinned); comma-separated, or both (one,two) or all "
+                             "(the default)")
     parser.add_argument("--turns", type=int, default=1,
                         help="measure each server this many times per round, taking "
                              "turns; the medians are printed (default 1)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="at the end, print each round's table as Markdown with "
+                             "the command line (for README.md)")
     args = parser.parse_args()
 
     def stop_on_sigterm(signum, frame):
@@ -487,15 +626,18 @@ def main():
 
     signal.signal(signal.SIGTERM, stop_on_sigterm)
     procs = Processes()
+    tables = []
     try:
         install_missing()
-        print("wrk -t1 -c%d -d%ds --latency (after a %ds warm-up), GET / -> 200 text/plain "
-              "%r, keep-alive%s" % (CONNECTIONS, args.seconds, args.warmup, BODY.decode(),
-                                    "; median of %d turns" % args.turns if args.turns > 1 else ""))
+        print("wrk -d%ds --latency (after a %ds warm-up), GET / -> 200 text/plain %r%s"
+              % (args.seconds, args.warmup, BODY.decode(),
+                 "; median of %d turns" % args.turns if args.turns > 1 else ""))
         print(versions() + "; %d CPUs" % os.cpu_count())
-        rounds = {"both": ("one", "two"), "all": ("one", "two", "tls")}.get(
-            args.rounds, (args.rounds,))
-        clean = all([run_round(procs, name, args) for name in rounds])
+        clean = True
+        for name in args.rounds:
+            round_clean, results = run_round(procs, name, args)
+            clean = clean and round_clean
+            tables.append((name, results))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -504,6 +646,12 @@ def main():
         return 1
     finally:
         procs.stop_all()
+    if args.markdown:
+        print("\n-- Markdown: `python bench/http.py %s`, %s, %s\n"
+              % (" ".join(sys.argv[1:]), time.strftime("%Y-%m-%d"), versions()))
+        for name, results in tables:
+            print("%s\n\n%s\n" % (describe(name, ROUNDS[name]),
+                                  markdown_table(results, ROUNDS[name])))
     if not clean:
         print("\na server FAILED, or gswoole had errors (see above)")
     return 0 if clean else 1
