@@ -79,6 +79,15 @@ class _Proc:
         self.cause = None   # why the master ends it: reload, timeout, shutdown, ...
 
 
+def _signal_name(signum):
+    """SIGKILL, or "signal 35" for one the signal module has no name for
+    (the real-time signals)."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return "signal %d" % signum
+
+
 class Arbiter:
     def __init__(self, server, setting, callbacks, listeners, shared, run_worker,
                  run_task_worker, run_user_process=None, user_processes=()):
@@ -457,7 +466,7 @@ class Arbiter:
         worker_id = proc.worker_id
         slot = self.shared.read_slot(proc.slot)
         self.shared.free_slot(proc.slot)
-        how = "was killed by %s" % signal.Signals(signum).name if signum \
+        how = "was killed by %s" % _signal_name(signum) if signum \
             else "exited with code %d" % exit_code
         if proc.cause == "timeout":
             cause = "timeout"
@@ -550,7 +559,11 @@ class Arbiter:
         for that long gets its stack dumped (faulthandler, in the worker) and,
         DUMP_GRACE later, SIGKILL; its exit is a workerError and it is
         replaced as any dead worker is."""
-        for proc, idle in self.watchdog.stuck(self.procs.values(), self.shared, now):
+        # User processes have no heartbeat (their code may block on purpose,
+        # as in Swoole): the watchdog looks at workers and task workers only.
+        first_user = self._first_user_id()
+        watched = [proc for proc in self.procs.values() if proc.worker_id < first_user]
+        for proc, idle in self.watchdog.stuck(watched, self.shared, now):
             log.error("worker #%d (pid %d): event loop stuck for %.1f s (timeout %g s); "
                       "its Python stack follows in its log; killing it", proc.worker_id,
                       proc.pid, idle, self.setting["timeout"])

@@ -122,3 +122,27 @@ def test_memory_recycling_refuses_nothing(serve):
     assert done > 0
     assert not srv.matching(r"^WORKERERROR")
     wait_until(lambda: len(children_of(srv.master_pid)) == 2, message="the old worker to exit")
+
+
+def test_user_processes_are_not_watched(serve):
+    # A user process has no heartbeat (its code may block, as in Swoole): a
+    # watchdog that looked at it would kill it every `timeout` seconds.
+    srv = serve(STUCK + """
+import gswoole
+def side(process):
+    emit("USER", os.getpid())
+    while True:
+        gevent.sleep(0.1)
+server.add_process(gswoole.Process(side))
+""", workers=1, settings="timeout=1.0")
+    user = int(srv.wait_line(r"^USER (\d+)").group(1))
+    first = int(srv.wait_line(r"^WORKERSTART 0 (\d+)").group(1))
+    blocker = srv.connect()
+    blocker.sendall(b"cpu")     # the watchdog at work: it kills the stuck worker ...
+    srv.wait_line(r"^WORKERERROR 0 %d 0 %d" % (first, signal.SIGKILL), timeout=10)
+    srv.wait_line(r"^WORKERSTART 0 (\d+)", count=2)
+    # ... by then the user process (older, no heartbeat) was past the timeout too
+    assert user in children_of(srv.master_pid)
+    assert not srv.matching(r"^USER (\d+)", stream="out")[1:]
+    assert not srv.matching(r"user process .* killed", stream="err")
+    blocker.close()
