@@ -146,3 +146,19 @@ server.add_process(gswoole.Process(side))
     assert not srv.matching(r"^USER (\d+)", stream="out")[1:]
     assert not srv.matching(r"user process .* killed", stream="err")
     blocker.close()
+
+
+def test_a_process_before_its_first_beat_counts_from_its_fork():
+    # The master may read a fresh slot just before the worker's first beat
+    # writes it: heartbeat 0 is "not beaten yet", not "stuck since boot".
+    from types import SimpleNamespace
+    from gswoole.watchdog import Watchdog
+
+    now = time.monotonic()
+    fresh = SimpleNamespace(pid=7, slot=0, cause=None, started=now - 0.1)
+    old = SimpleNamespace(pid=8, slot=1, cause=None, started=now - 5.0)
+    slots = {0: {"pid": 7, "task_src_pid": 0, "heartbeat_ms": 0},
+             1: {"pid": 8, "task_src_pid": 0, "heartbeat_ms": 0}}
+    shared = SimpleNamespace(read_slot=slots.__getitem__)
+    found = Watchdog(1.0).stuck([fresh, old], shared, now)
+    assert [proc for proc, _ in found] == [old]
