@@ -256,3 +256,46 @@ def test_websocket_push_and_broadcast_across_nodes(serve, redis_server):
     for client in clients:
         assert client.recv_message() == (1, b"last")
         client.close()
+
+
+def test_publisher_pipelines_and_the_subscriber_reads_in_order(redis_server):
+    # The hot path's own sockets (cluster/pubsub.py), in this process: many
+    # greenlets publishing at once share round trips and each gets its own
+    # receiver count; Redis gone is a ConnectionError, and the next publish
+    # after it is back connects again.
+    import gevent
+    from gevent.event import Event
+    from gswoole.cluster.pubsub import Publisher, Subscriber
+
+    port = redis_server.port
+    publisher = Publisher("127.0.0.1", port)
+    assert publisher.publish("nobody", b"x") == 0
+    subscriber = Subscriber("127.0.0.1", port, ["c1", "c2"])
+    subscriber.subscribe()
+    got, done = [], Event()
+
+    def on_message(data):
+        got.append(data)
+        if len(got) == 200:
+            done.set()
+    listener = gevent.spawn(subscriber.listen, on_message)
+    try:
+        senders = [gevent.spawn(lambda n=n: [publisher.publish("c%d" % (1 + i % 2), b"%d-%d" % (n, i))
+                                             for i in range(10)]) for n in range(20)]
+        gevent.joinall(senders, timeout=10, raise_error=True)
+        assert [s.value for s in senders] == [[1] * 10] * 20
+        assert done.wait(10)
+        for n in range(20):     # each greenlet's messages arrive in its order
+            assert [m for m in got if m.startswith(b"%d-" % n)] == [b"%d-%d" % (n, i)
+                                                                    for i in range(10)]
+        redis_server.stop()
+        with pytest.raises(OSError):
+            publisher.publish("c1", b"lost")
+        listener.join(10)
+        assert isinstance(listener.exception, OSError)   # the subscriber knows too
+        redis_server.start(port)
+        assert publisher.publish("c1", b"back") == 0
+    finally:
+        listener.kill()
+        subscriber.close()
+        publisher.close()
