@@ -299,3 +299,31 @@ def test_publisher_pipelines_and_the_subscriber_reads_in_order(redis_server):
         listener.kill()
         subscriber.close()
         publisher.close()
+
+
+def test_a_redis_that_stops_answering_fails_publish_and_subscriber(redis_server, monkeypatch):
+    # A Redis host that vanishes without a reset (here: a stopped process)
+    # must not leave senders waiting or the subscriber deaf for good.
+    import gevent
+    from gswoole.cluster import pubsub
+
+    monkeypatch.setattr(pubsub, "REPLY_TIMEOUT", 0.3)
+    monkeypatch.setattr(pubsub, "KEEPALIVE", 0.3)
+    publisher = pubsub.Publisher("127.0.0.1", redis_server.port)
+    subscriber = pubsub.Subscriber("127.0.0.1", redis_server.port, ["c"])
+    assert publisher.publish("c", b"x") == 0
+    subscriber.subscribe()
+    listener = gevent.spawn(subscriber.listen, lambda data: None)
+    os.kill(redis_server.proc.pid, signal.SIGSTOP)
+    try:
+        with gevent.Timeout(5):
+            with pytest.raises(OSError, match="no reply"):
+                publisher.publish("c", b"y")
+            listener.join()
+        assert isinstance(listener.exception, OSError)
+        assert "PING" in str(listener.exception)
+    finally:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
+        listener.kill()
+        subscriber.close()
+        publisher.close()

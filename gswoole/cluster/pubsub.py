@@ -9,11 +9,14 @@ polling in ``get_message``) was most of the time both processes spent per
 message; here a PUBLISH is one ``bytes`` join and one ``send``, and a
 buffer of replies is parsed in one pass.
 
-``Publisher``: one per process, its commands pipelined. Each ``publish``
-writes its command at once (or queues it behind a write still in
-progress), then waits for its own reply; replies come back in order and a
-read watcher hands each to its waiter, so greenlets publishing at the same
-time share round trips instead of taking turns. Any failure (connection
+``Publisher``: one per process, its commands pipelined. A ``publish``
+with nothing else in flight writes its command at once (the lowest
+latency); one made while other replies are outstanding joins a buffer
+flushed once the hub next runs, so the commands of many greenlets leave in
+one ``send`` (a send per PUBLISH was most of a busy sender's time). Each
+caller then waits for its own reply: replies come back in order and a read
+watcher hands each to its waiter, so greenlets publishing at the same time
+share round trips instead of taking turns. Any failure (connection
 refused, reset, no reply within REPLY_TIMEOUT) drops the connection and
 fails every waiter with ConnectionError; the next ``publish`` connects
 again (Link.run paces that and logs the outage once).
@@ -58,10 +61,12 @@ class Publisher:
         self.port = port
         self._sock = None
         self._parser = None
-        self._waiting = deque()       # AsyncResult per command sent, in order
-        self._out = bytearray()       # what the socket did not take yet
+        self._waiting = deque()       # (AsyncResult, sent at) per command, in order
+        self._out = bytearray()       # commands not written yet (a flush is due)
+        self._loop = None
         self._reader = None
         self._writer = None
+        self._overdue = None          # the timer that finds a reply overdue
         self._connecting = None
 
     def publish(self, channel, message):
@@ -70,13 +75,9 @@ class Publisher:
         if self._sock is None:
             self._connect()
         waiter = AsyncResult()
-        self._waiting.append(waiter)
+        self._waiting.append((waiter, self._loop.now()))
         self._write(resp.command(b"PUBLISH", channel, message))
-        try:
-            value = waiter.get(timeout=REPLY_TIMEOUT)
-        except gevent.Timeout:
-            self._drop(ConnectionError("no reply from Redis within %g s" % REPLY_TIMEOUT))
-            raise ConnectionError("no reply from Redis within %g s" % REPLY_TIMEOUT) from None
+        value = waiter.get()      # set or failed by a watcher (or the overdue timer)
         if isinstance(value, resp.RespError):
             raise ConnectionError("Redis refused PUBLISH: %s" % value)
         return value
@@ -95,19 +96,27 @@ class Publisher:
         self._connecting = AsyncResult()
         try:
             sock = _connect(self.host, self.port)
-            loop = gevent.get_hub().loop
+            loop = self._loop = gevent.get_hub().loop
             self._sock = sock
             self._parser = resp.Parser()
             self._reader = loop.io(sock.fileno(), 1)
             self._writer = loop.io(sock.fileno(), 2)
             self._reader.start(self._on_readable)
+            # One timer, not a Timeout per publish (that was a few % of a
+            # busy sender's time): the oldest reply is the one that is late.
+            self._overdue = loop.timer(1.0, 1.0)
+            self._overdue.start(self._check_overdue)
         finally:
             connecting, self._connecting = self._connecting, None
             connecting.set(None)
 
     def _write(self, data):
-        if self._out:                 # behind a write in progress: keep the order
+        if self._out:                 # a flush is due: join it (and keep the order)
             self._out += data
+            return
+        if len(self._waiting) > 1:    # others are publishing too: one send for all
+            self._out += data
+            self._loop.run_callback(self._flush)
             return
         try:
             sent = self._sock.send(data)
@@ -118,19 +127,27 @@ class Publisher:
             return
         if sent < len(data):
             self._out += data[sent:]
-            self._writer.start(self._on_writable)
+            self._writer.start(self._flush)
 
-    def _on_writable(self):
+    def _flush(self):
+        if self._sock is None or not self._out:
+            return
         try:
             sent = self._sock.send(self._out)
         except BlockingIOError:
-            return
+            sent = 0
         except OSError as exc:
             self._drop(exc)
             return
         del self._out[:sent]
         if not self._out:
             self._writer.stop()
+        elif not self._writer.active:
+            self._writer.start(self._flush)
+
+    def _check_overdue(self):
+        if self._waiting and self._loop.now() - self._waiting[0][1] > REPLY_TIMEOUT:
+            self._drop(ConnectionError("no reply from Redis within %g s" % REPLY_TIMEOUT))
 
     def _on_readable(self):
         try:
@@ -153,18 +170,19 @@ class Publisher:
             if not waiting:
                 self._drop(ConnectionError("a reply from Redis nobody asked for"))
                 return
-            waiting.popleft().set(reply)
+            waiting.popleft()[0].set(reply)
 
     def _drop(self, exc):
         """Close the connection and fail every command still waiting."""
         if self._sock is not None:
             self._reader.stop()
             self._writer.stop()
+            self._overdue.stop()
             self._sock.close()
             self._sock = None
         self._out = bytearray()
         waiting, self._waiting = self._waiting, deque()
-        for waiter in waiting:
+        for waiter, _ in waiting:
             waiter.set_exception(ConnectionError(str(exc)))
 
 
