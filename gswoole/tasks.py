@@ -400,7 +400,14 @@ class Mailbox:
             _spawn(_guarded, "pipeMessage", callback, self.server, message.src_worker,
                    message.value())
         elif kind == ipc.CALL:
-            _spawn(self._answer_call, message)
+            if message.id:
+                _spawn(self._answer_call, message)
+            else:
+                # A cast (send, WebSocket push, broadcast frames: ops that
+                # only queue output, and nobody waits) runs now, not in a
+                # greenlet of its own one loop turn later: that turn was a
+                # tenth of a cross-node send's path.
+                self._answer_call(message)
 
     def _finish(self, callback, task_id, value):
         if callback is _FINISH_EVENT:

@@ -144,7 +144,9 @@ class Watchdog:
             slot = shared.read_slot(proc.slot)
             if slot["pid"] != proc.pid or slot["task_src_pid"]:
                 continue   # not started yet, or a task worker inside a task
-            idle_ms = now_ms - slot["heartbeat_ms"]
+            # Before its first beat a process counts from its fork (a slot
+            # read just before that beat holds 0, not a stuck loop).
+            idle_ms = now_ms - (slot["heartbeat_ms"] or int(proc.started * 1000))
             if idle_ms > self.timeout_ms:
                 found.append((proc, idle_ms / 1000.0))
         return found

@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gswoole"
 
 SANS_IO = ["framing.py", "http/parser.py", "http/writer.py", "http/forms.py", "settings.py",
            "callbacks.py", "errors.py", "proxy_protocol.py", "access_format.py", "proxy.py",
-           "swoole_names.py", "swoole_settings.py", "websocket/protocol.py", "tls.py"]
+           "swoole_names.py", "swoole_settings.py", "websocket/protocol.py", "tls.py",
+           "cluster/resp.py", "cluster/wire.py"]
 LOW_LEVEL = ["reactor.py", "controls.py", "connection.py", "acceptor.py", "datagrams.py",
              "sending.py", "closing.py", "stopping.py", "transport.py", "encryption.py", "tls.py", "http/writer.py",
              "framing.py", "http/parser.py", "ipc.py", "websocket/protocol.py", "shm.py",

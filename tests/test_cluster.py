@@ -256,3 +256,74 @@ def test_websocket_push_and_broadcast_across_nodes(serve, redis_server):
     for client in clients:
         assert client.recv_message() == (1, b"last")
         client.close()
+
+
+def test_publisher_pipelines_and_the_subscriber_reads_in_order(redis_server):
+    # The hot path's own sockets (cluster/pubsub.py), in this process: many
+    # greenlets publishing at once share round trips and each gets its own
+    # receiver count; Redis gone is a ConnectionError, and the next publish
+    # after it is back connects again.
+    import gevent
+    from gevent.event import Event
+    from gswoole.cluster.pubsub import Publisher, Subscriber
+
+    port = redis_server.port
+    publisher = Publisher("127.0.0.1", port)
+    assert publisher.publish("nobody", b"x") == 0
+    subscriber = Subscriber("127.0.0.1", port, ["c1", "c2"])
+    subscriber.subscribe()
+    got, done = [], Event()
+
+    def on_message(data):
+        got.append(data)
+        if len(got) == 200:
+            done.set()
+    listener = gevent.spawn(subscriber.listen, on_message)
+    try:
+        senders = [gevent.spawn(lambda n=n: [publisher.publish("c%d" % (1 + i % 2), b"%d-%d" % (n, i))
+                                             for i in range(10)]) for n in range(20)]
+        gevent.joinall(senders, timeout=10, raise_error=True)
+        assert [s.value for s in senders] == [[1] * 10] * 20
+        assert done.wait(10)
+        for n in range(20):     # each greenlet's messages arrive in its order
+            assert [m for m in got if m.startswith(b"%d-" % n)] == [b"%d-%d" % (n, i)
+                                                                    for i in range(10)]
+        redis_server.stop()
+        with pytest.raises(OSError):
+            publisher.publish("c1", b"lost")
+        listener.join(10)
+        assert isinstance(listener.exception, OSError)   # the subscriber knows too
+        redis_server.start(port)
+        assert publisher.publish("c1", b"back") == 0
+    finally:
+        listener.kill()
+        subscriber.close()
+        publisher.close()
+
+
+def test_a_redis_that_stops_answering_fails_publish_and_subscriber(redis_server, monkeypatch):
+    # A Redis host that vanishes without a reset (here: a stopped process)
+    # must not leave senders waiting or the subscriber deaf for good.
+    import gevent
+    from gswoole.cluster import pubsub
+
+    monkeypatch.setattr(pubsub, "REPLY_TIMEOUT", 0.3)
+    monkeypatch.setattr(pubsub, "KEEPALIVE", 0.3)
+    publisher = pubsub.Publisher("127.0.0.1", redis_server.port)
+    subscriber = pubsub.Subscriber("127.0.0.1", redis_server.port, ["c"])
+    assert publisher.publish("c", b"x") == 0
+    subscriber.subscribe()
+    listener = gevent.spawn(subscriber.listen, lambda data: None)
+    os.kill(redis_server.proc.pid, signal.SIGSTOP)
+    try:
+        with gevent.Timeout(5):
+            with pytest.raises(OSError, match="no reply"):
+                publisher.publish("c", b"y")
+            listener.join()
+        assert isinstance(listener.exception, OSError)
+        assert "PING" in str(listener.exception)
+    finally:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
+        listener.kill()
+        subscriber.close()
+        publisher.close()

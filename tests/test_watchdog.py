@@ -142,3 +142,43 @@ def test_memory_recycling_refuses_nothing(serve):
     assert done > 0
     assert not srv.matching(r"^WORKERERROR")
     wait_until(lambda: len(children_of(srv.master_pid)) == 2, message="the old worker to exit")
+
+
+def test_user_processes_are_not_watched(serve):
+    # A user process has no heartbeat (its code may block, as in Swoole): a
+    # watchdog that looked at it would kill it every `timeout` seconds.
+    srv = serve(STUCK + """
+import gswoole
+def side(process):
+    emit("USER", os.getpid())
+    while True:
+        gevent.sleep(0.1)
+server.add_process(gswoole.Process(side))
+""", workers=1, settings="timeout=1.0")
+    user = int(srv.wait_line(r"^USER (\d+)").group(1))
+    first = int(srv.wait_line(r"^WORKERSTART 0 (\d+)").group(1))
+    blocker = srv.connect()
+    blocker.sendall(b"cpu")     # the watchdog at work: it kills the stuck worker ...
+    srv.wait_line(r"^WORKERERROR 0 %d 0 %d" % (first, signal.SIGKILL), timeout=10)
+    srv.wait_line(r"^WORKERSTART 0 (\d+)", count=2)
+    # ... by then the user process (older, no heartbeat) was past the timeout too
+    assert user in children_of(srv.master_pid)
+    assert not srv.matching(r"^USER (\d+)", stream="out")[1:]
+    assert not srv.matching(r"user process .* killed", stream="err")
+    blocker.close()
+
+
+def test_a_process_before_its_first_beat_counts_from_its_fork():
+    # The master may read a fresh slot just before the worker's first beat
+    # writes it: heartbeat 0 is "not beaten yet", not "stuck since boot".
+    from types import SimpleNamespace
+    from gswoole.watchdog import Watchdog
+
+    now = time.monotonic()
+    fresh = SimpleNamespace(pid=7, slot=0, cause=None, started=now - 0.1)
+    old = SimpleNamespace(pid=8, slot=1, cause=None, started=now - 5.0)
+    slots = {0: {"pid": 7, "task_src_pid": 0, "heartbeat_ms": 0},
+             1: {"pid": 8, "task_src_pid": 0, "heartbeat_ms": 0}}
+    shared = SimpleNamespace(read_slot=slots.__getitem__)
+    found = Watchdog(1.0).stuck([fresh, old], shared, now)
+    assert [proc for proc, _ in found] == [old]

@@ -3,7 +3,9 @@
 See docs/cluster.md. The modules: wire.py (the signed JSON that crosses
 Redis, sans-IO), link.py (a process's Redis client, outages, the node
 registry), routing.py (an event worker's calls for other nodes' fds),
-node.py (the node's one subscriber, the cluster process).
+node.py (the node's one subscriber, the cluster process), and the hot
+path's own Redis sockets: pubsub.py (pipelined PUBLISH, the subscription)
+over resp.py (Redis's wire protocol, sans-IO).
 
 Cluster-unique fds: each node takes a *node number* from a Redis counter
 (INCR) when its master starts, and its fds are ``number << NODE_SHIFT``

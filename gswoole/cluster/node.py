@@ -32,11 +32,18 @@ from . import ALL_CHANNEL, node_channel, node_of, wire
 from .. import errors, ipc
 from ..process import pid_alive
 from .link import REDIS_ERRORS, RETRY_PAUSE, Link, Unreachable, node_name
+from .pubsub import Subscriber
 from .routing import CASTS, REMOTE_OPS
 
 log = logging.getLogger("gswoole")
 
 WORKERS_CACHE = 1.0
+# Seconds a worker's liveness is believed without asking the kernel again:
+# pid_alive (a kill and a read of /proc) was the cluster process's largest
+# cost per message. A message for a worker that died within this window is
+# dropped (with a log line) by the datagram's forwarding, as its
+# connections died with it.
+PID_CACHE = 0.5
 
 
 class ClusterNode:
@@ -50,6 +57,7 @@ class ClusterNode:
         self.link = Link(setting)
         self.worker_num = setting["worker_num"]
         self._workers = ([], 0.0)
+        self._pids = {}           # pid -> (alive, checked at)
 
     def serve(self):
         refresher = gevent.spawn(self._refresh_forever)
@@ -84,23 +92,18 @@ class ClusterNode:
             pass
 
     def _listen_forever(self):
+        channels = (node_channel(self.number), ALL_CHANNEL)
         while True:
-            pubsub = self.link.client.pubsub(ignore_subscribe_messages=True)
+            subscriber = Subscriber(self.link.host, self.link.port, channels)
             try:
-                pubsub.subscribe(node_channel(self.number), ALL_CHANNEL)
+                subscriber.subscribe()
                 self.link.recovered()
                 self._refresh()   # back after a Redis restart: register again at once
-                while True:
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is not None and message["type"] == "message":
-                        self._on_message(message["data"])
+                subscriber.listen(self._on_message)
             except REDIS_ERRORS as exc:
                 self.link.lost(exc)
             finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    pass
+                subscriber.close()
             gevent.sleep(RETRY_PAUSE)
 
     # -- what arrives ----------------------------------------------------------
@@ -135,7 +138,15 @@ class ClusterNode:
         if node_of(fd) != self.number:
             return None
         pid, worker_id = self.shared.owner_of(fd)
-        return (pid, worker_id) if pid and pid_alive(pid) else None
+        if not pid:
+            return None
+        now = time.monotonic()
+        known = self._pids.get(pid)
+        if known is None or now - known[1] > PID_CACHE:
+            if len(self._pids) > 1024:
+                self._pids.clear()
+            known = self._pids[pid] = (pid_alive(pid), now)
+        return (pid, worker_id) if known[0] else None
 
     def _cast(self, op, args):
         if op not in CASTS or not args:
