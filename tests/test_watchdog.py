@@ -73,26 +73,6 @@ server.on("workerError", lambda s, wid, pid, code, sig: emit("WORKERERROR", wid,
     assert not srv.matching(r"^WORKERERROR")
 
 
-def test_user_processes_are_not_watched(serve):
-    # They keep no heartbeat (and may block): the watchdog must leave them,
-    # the cluster's own process among them, alone.
-    srv = serve("""
-import gevent
-def body(process):
-    emit("USERPROCESS", os.getpid())
-    while True:
-        gevent.sleep(0.1)
-server.add_process(gswoole.Process(body))
-server.on("receive", lambda *args: None)
-""", settings="timeout=1.0")
-    pid = int(srv.wait_line(r"^USERPROCESS (\d+)").group(1))
-    deadline = time.monotonic() + 3.0     # three times the timeout
-    while time.monotonic() < deadline:
-        assert pid in children_of(srv.master_pid)
-        time.sleep(0.2)
-    assert not srv.matching(r"event loop stuck", stream="err")
-
-
 def test_timeout_zero_turns_the_watchdog_off(serve):
     srv = serve(STUCK, settings="timeout=0")
     first = int(srv.wait_line(r"^WORKERSTART 0 (\d+)").group(1))

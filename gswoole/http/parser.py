@@ -17,6 +17,15 @@ function call per header; everything per byte happens in C. Header names are
 decoded and lower-cased once per distinct spelling (a small cache), values are
 stripped and latin-1 decoded.
 
+The usual request is cheaper still. Where the optional C helper
+``gswoole._http`` is built (setup.py), ``feed()`` first offers whole request
+heads of the plain kind (no body, no Expect or Upgrade, nothing unusual in a
+byte; gswoole/_http.c lists what it takes) to its ``scan()``, which reads one
+in a single call; whatever it declines goes to llhttp as described here, from
+the first byte it declined. Its reading is a strict subset of llhttp's and
+must equal the slow path's (tests/test_http_parser.py compares the two on
+generated heads). Without the helper every request takes the httptools path.
+
 Rules added on top of llhttp (gunicorn's request corpus shows what is needed):
 
 * Limits, with gunicorn's names, defaults and meaning of 0:
