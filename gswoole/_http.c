@@ -1,4 +1,5 @@
-/* gswoole._http: the common HTTP/1.x request head, read in one C call.
+/* gswoole._http: the common HTTP/1.x request head read, and the usual
+ * response header lines made, each in one C call.
  *
  * RequestParser (gswoole/http/parser.py) reads requests with llhttp through
  * httptools, whose five Python callbacks per request cost more than llhttp
@@ -264,7 +265,100 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                          keep_alive ? Py_True : Py_False, head_end);
 }
 
+/* fields(headers, kinds) -> (bytes, content_length or None) or None
+ *
+ * The response side: ResponseWriter.start's header lines for the usual list,
+ * each (name, value) a pair of str whose name `kinds` (the writer's cache of
+ * what a name means) knows as ordinary (0) or Content-Length (1), with no CR
+ * or LF and nothing past latin-1: "Name: value\r\n" for each, and the
+ * Content-Length value (ASCII digits). Anything else -- another kind of
+ * field, a name not yet in the cache, a value that is not str, two
+ * different lengths, a line break -- is None: the writer's Python path then
+ * decides, and raises where it must. The decision stays in the writer; this
+ * only makes its bytes. */
+#define FIELD_ORDINARY 0
+#define FIELD_CONTENT_LENGTH 1
+
+static PyObject *
+fields(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "fields(headers, kinds: dict)");
+        return NULL;
+    }
+    PyObject *headers = args[0], *kinds = args[1];
+    if (!PyList_CheckExact(headers) && !PyTuple_CheckExact(headers))
+        Py_RETURN_NONE;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(headers);
+    PyObject **items = PySequence_Fast_ITEMS(headers);
+    Py_ssize_t total = 0;
+    long long length = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = items[i];
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
+            Py_RETURN_NONE;
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *value = PyTuple_GET_ITEM(pair, 1);
+        if (!PyUnicode_CheckExact(name) || !PyUnicode_CheckExact(value)
+                || PyUnicode_KIND(name) != PyUnicode_1BYTE_KIND
+                || PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND)
+            Py_RETURN_NONE;
+        PyObject *kind = PyDict_GetItemWithError(kinds, name);
+        if (kind == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            Py_RETURN_NONE;
+        }
+        long k = PyLong_Check(kind) ? PyLong_AsLong(kind) : -1;
+        if (k != FIELD_ORDINARY && k != FIELD_CONTENT_LENGTH) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        Py_ssize_t name_len = PyUnicode_GET_LENGTH(name), value_len = PyUnicode_GET_LENGTH(value);
+        const char *nv = (const char *)PyUnicode_1BYTE_DATA(name);
+        const char *vv = (const char *)PyUnicode_1BYTE_DATA(value);
+        if (memchr(nv, '\r', name_len) || memchr(nv, '\n', name_len)
+                || memchr(vv, '\r', value_len) || memchr(vv, '\n', value_len))
+            Py_RETURN_NONE;
+        if (k == FIELD_CONTENT_LENGTH) {
+            if (value_len == 0 || value_len > 18)
+                Py_RETURN_NONE;
+            long long v = 0;
+            for (Py_ssize_t j = 0; j < value_len; j++) {
+                if (vv[j] < '0' || vv[j] > '9')
+                    Py_RETURN_NONE;
+                v = v * 10 + (vv[j] - '0');
+            }
+            if (length >= 0 && v != length)
+                Py_RETURN_NONE;
+            length = v;
+        }
+        total += name_len + value_len + 4;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL)
+        return NULL;
+    char *w = PyBytes_AS_STRING(out);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *name = PyTuple_GET_ITEM(items[i], 0), *value = PyTuple_GET_ITEM(items[i], 1);
+        Py_ssize_t name_len = PyUnicode_GET_LENGTH(name), value_len = PyUnicode_GET_LENGTH(value);
+        memcpy(w, PyUnicode_1BYTE_DATA(name), name_len);
+        w += name_len;
+        *w++ = ':';
+        *w++ = ' ';
+        memcpy(w, PyUnicode_1BYTE_DATA(value), value_len);
+        w += value_len;
+        *w++ = '\r';
+        *w++ = '\n';
+    }
+    if (length < 0)
+        return Py_BuildValue("(NO)", out, Py_None);
+    return Py_BuildValue("(NL)", out, length);
+}
+
 static PyMethodDef methods[] = {
+    {"fields", (PyCFunction)(void (*)(void))fields, METH_FASTCALL,
+     "fields(headers, kinds): the usual response header lines as bytes and "
+     "their Content-Length, or None (see the module's source)."},
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(data, pos, methods, max_url, max_line, max_fields, max_field): the "
      "common request head at data[pos:], or None (see the module's source)."},

@@ -186,3 +186,47 @@ def test_file_count_respects_content_length_and_head():
     writer = ResponseWriter("HEAD", V11, True)
     writer.start(200, status_line(V11, 200), [], DATE, 10)
     assert writer.file_count(10) == 0
+
+
+# -- the C-made header lines (gswoole/_http.c) are the Python path's ----------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from gswoole.http import writer as writer_module  # noqa: E402
+
+_NAMES = st.sampled_from(["Content-Type", "Content-Length", "content-length", "X-A", "Date",
+                          "Server", "Connection", "Set-Cookie", "Transfer-Encoding", "Upgrade"])
+_VALUES = st.one_of(st.sampled_from(["13", "0", "7", "text/plain", "close", "a\r\nb", "x\n",
+                                     "é", "\u20ac", " 13", "１３"]),
+                    st.integers(min_value=0, max_value=99),
+                    st.text(max_size=6))
+
+
+def _framed(code, headers, method, version, keep_alive, body):
+    writer = ResponseWriter(method, version, keep_alive)
+    try:
+        head = writer.start(code, status_line(version, code), headers, DATE, len(body))
+    except (ValueError, TypeError, UnicodeError) as exc:
+        return type(exc).__name__
+    return (head + writer.end(body), writer.mode, writer.remaining, writer.keep_alive,
+            writer.headers_sent, writer.must_close)
+
+
+@pytest.mark.skipif(writer_module._fields is None, reason="the C helper gswoole._http is not built")
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([200, 200, 200, 201, 204, 304, 404]),
+       st.lists(st.tuples(_NAMES, _VALUES), max_size=3), st.booleans(),
+       st.sampled_from(["GET", "GET", "GET", "HEAD"]), st.sampled_from([V11, V11, V11, V10]),
+       st.sampled_from([True, True, True, False]),
+       st.sampled_from([b"", b"Hello, World!", b"1234567"]))
+def test_the_c_made_header_lines_are_the_python_paths(code, headers, usual, method, version,
+                                                      keep_alive, body):
+    if usual:   # mostly the answer the C path is for, with a few more fields
+        headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))] + [
+            header for header in headers if header[0] not in ("Transfer-Encoding",)]
+    with_c = _framed(code, headers, method, version, keep_alive, body)
+    fields, writer_module._fields = writer_module._fields, None
+    try:
+        assert _framed(code, headers, method, version, keep_alive, body) == with_c
+    finally:
+        writer_module._fields = fields

@@ -29,6 +29,12 @@ Hop-by-hop headers from the handler are interpreted, never copied:
 from email.utils import formatdate
 from http import HTTPStatus
 
+try:
+    # The usual header lines made in one C call (gswoole/_http.c); optional.
+    from .._http import fields as _fields
+except ImportError:
+    _fields = None
+
 __all__ = ["ResponseWriter", "NO_BODY", "LENGTH", "CHUNKED", "UNTIL_CLOSE", "status_line",
            "date_header", "encode_headers", "chunk", "LAST_CHUNK", "CONTINUE"]
 
@@ -171,6 +177,17 @@ class ResponseWriter:
         decided, so the caller can still answer 500 instead."""
         if self.started:
             raise RuntimeError("the response head was already sent")
+        if _fields is not None and self.keep_alive and code >= 200 and code != 204 \
+                and code != 304 and not self.head_request and self.version[1]:
+            fast = _fields(headers, _KINDS)
+            if fast is not None and fast[1] is not None:
+                # The usual answer, as below, its header lines made in C.
+                self.code = code
+                self.mode = LENGTH
+                self.remaining = fast[1]
+                self.started = True
+                self._headers = headers
+                return b"".join((status_line, date_line, fast[0], b"\r\n"))
         length = None
         close = False
         copy = False             # some header is interpreted rather than copied
