@@ -136,3 +136,15 @@ class Closing:
         if conn.sock is not None:
             conn.sock.close()
             conn.sock = None
+        # The connection is gone: break the reference cycles it was part of
+        # (its parser and llhttp's parser, which holds the parser's
+        # callbacks; the connection and its transport), so reference counting
+        # frees them now instead of the garbage collector later: with a new
+        # connection per request, collecting them cost more than making them.
+        splitter = conn.splitter
+        if splitter is not None:
+            conn.splitter = None
+            release = getattr(splitter, "release", None)
+            if release is not None:
+                release()
+        conn.transport = None

@@ -489,6 +489,12 @@ class RequestParser:
         self._in_message = False
         return HTTPError(400, "incomplete request")
 
+    def release(self):
+        """The connection is gone: drop llhttp's parser, which holds this
+        one's callbacks (a reference cycle). The parser is closed after."""
+        self.closed = True
+        self._hp = None
+
     # -- internals --------------------------------------------------------
 
     def _fail(self, err):
