@@ -22,7 +22,8 @@
  * Left to llhttp (scan() returns None): an incomplete head, any other byte,
  * bare CR or LF, obs-fold, empty lines before the request line, a field that
  * frames, expects or upgrades (Content-Length, Transfer-Encoding, Expect,
- * Upgrade), a Connection field other than one "close" or "keep-alive", a
+ * Upgrade), Proxy-Connection (llhttp reads it as Connection), a Connection
+ * field other than one "close" or "keep-alive", a
  * second Host or Content-Type, HTTP/1.1 without Host, and anything over the
  * limits (the slow path then gives the right 4xx).
  *
@@ -85,6 +86,8 @@ field_kind(const unsigned char *name, Py_ssize_t n)
         return is_named(name, n, "content-type", 12) ? CONTENT_TYPE : ORDINARY;
     case 14:
         return is_named(name, n, "content-length", 14) ? NOT_MINE : ORDINARY;
+    case 16:   /* llhttp reads it as Connection: leave its meaning to llhttp */
+        return is_named(name, n, "proxy-connection", 16) ? NOT_MINE : ORDINARY;
     case 17:
         return is_named(name, n, "transfer-encoding", 17) ? NOT_MINE : ORDINARY;
     default:
@@ -223,9 +226,12 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             return NULL;
         Py_RETURN_NONE;                   /* a method we do not serve: 501 on the slow path */
     }
+    Py_INCREF(method_str);                /* borrowed from the dict: hold it while allocating */
     PyObject *headers = PyList_New(count);
-    if (headers == NULL)
+    if (headers == NULL) {
+        Py_DECREF(method_str);
         return NULL;
+    }
     p = fields;
     for (Py_ssize_t i = 0; i < count; i++) {
         const unsigned char *name = p;
@@ -250,6 +256,7 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_XDECREF(text);
         if (pair == NULL) {
             Py_DECREF(headers);
+            Py_DECREF(method_str);
             return NULL;
         }
         PyList_SET_ITEM(headers, i, pair);
@@ -257,11 +264,12 @@ scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *raw_uri = PyUnicode_DecodeLatin1((const char *)target, target_len, NULL);
     if (raw_uri == NULL) {
         Py_DECREF(headers);
+        Py_DECREF(method_str);
         return NULL;
     }
     /* llhttp's should_keep_alive for a request without a body. */
     int keep_alive = minor == 1 ? !close : (keep_alive_token && !close);
-    return Py_BuildValue("(ONiNOn)", method_str, raw_uri, minor, headers,
+    return Py_BuildValue("(NNiNOn)", method_str, raw_uri, minor, headers,
                          keep_alive ? Py_True : Py_False, head_end);
 }
 

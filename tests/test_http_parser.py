@@ -295,7 +295,8 @@ _PRINTABLE = "".join(map(chr, range(0x20, 0x7f))) + "\t"
 # Mostly what the C reading takes (so its answers get compared), some of what it leaves to llhttp.
 _HEAD_NAMES = st.one_of(
     st.text(st.sampled_from("abcXYZ-_!#09"), min_size=1, max_size=8),
-    st.sampled_from(["Host", "host", "HOST", "Connection", "Content-Type", "Accept",
+    st.sampled_from(["Host", "host", "HOST", "Connection", "Proxy-Connection", "Content-Type",
+                     "Accept",
                      "Upgrade", "Expect", "Content-Length", "Transfer-Encoding", "",
                      "Bad Name", "X:Y"]))
 _HEAD_VALUES = st.one_of(
@@ -661,11 +662,13 @@ def test_request_line_errors(data, status):
 
 @pytest.mark.parametrize("version", [b"1.0", b"1.1", b"0.9", b"2.0"])
 @pytest.mark.parametrize("connection", [None, b"close", b"keep-alive", b"upgrade"])
-def test_version_and_keep_alive_with_every_connection_field(version, connection):
+@pytest.mark.parametrize("field", [b"Connection", b"Proxy-Connection"])
+def test_version_and_keep_alive_with_every_connection_field(version, connection, field):
     # The parser learns the version from llhttp's keep-alive answer when the
-    # request has no Connection field; every other case asks llhttp.
+    # request has no Connection field (llhttp reads Proxy-Connection as one
+    # too); every other case asks llhttp.
     data = b"GET / HTTP/%s\r\nHost: h\r\n%s\r\n" % (
-        version, b"Connection: %s\r\n" % connection if connection else b"")
+        version, b"%s: %s\r\n" % (field, connection) if connection else b"")
     events = RequestParser().feed(data)
     if version in (b"0.9", b"2.0"):
         assert [e.status for e in events] == [505]

@@ -126,7 +126,7 @@ _VERSIONS = {"1.1": (1, 1), "1.0": (1, 0)}
 
 # Fields that need a look at header time; everything else is just collected.
 _SPECIAL = frozenset(("content-length", "transfer-encoding", "expect", "host", "content-type",
-                      "connection"))
+                      "connection", "proxy-connection"))
 # Transfer codings that may precede the final "chunked" (gunicorn's set).
 _CODINGS = frozenset(("gzip", "deflate", "compress", "identity"))
 # RFC 9110 6.5.1: fields a sender must not put in trailers, because they frame,
@@ -637,7 +637,7 @@ class RequestParser:
 
     def _special_header(self, key, value):
         seen = self._seen
-        if key == "connection":
+        if key == "connection" or key == "proxy-connection":   # llhttp reads both
             self._seen = seen | _SEEN_CONNECTION
         elif key == "host" or key == "content-type":
             bit = _SINGLETON_BITS[key]
