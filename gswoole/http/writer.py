@@ -177,11 +177,15 @@ class ResponseWriter:
         decided, so the caller can still answer 500 instead."""
         if self.started:
             raise RuntimeError("the response head was already sent")
-        if _fields is not None and self.keep_alive and code >= 200 and code != 204 \
-                and code != 304 and not self.head_request and self.version[1]:
+        # The usual answer: a body, on a kept-alive HTTP/1.1 connection. With
+        # the handler's own Content-Length and no field to interpret it needs
+        # nothing dropped and nothing added.
+        usual = self.keep_alive and code >= 200 and code != 204 and code != 304 \
+            and not self.head_request and self.version[1]
+        if usual and _fields is not None:
             fast = _fields(headers, _KINDS)
             if fast is not None and fast[1] is not None:
-                # The usual answer, as below, its header lines made in C.
+                # ... its header lines made in C.
                 self.code = code
                 self.mode = LENGTH
                 self.remaining = fast[1]
@@ -214,10 +218,7 @@ class ResponseWriter:
             elif kind != _UPGRADE or code != 101:
                 copy = True
         keep_alive = self.keep_alive and not close
-        if length is not None and keep_alive and not copy and code >= 200 and code != 204 \
-                and code != 304 and not self.head_request and self.version[1]:
-            # The usual answer: the handler's own Content-Length, on a kept-alive
-            # HTTP/1.1 connection. Nothing to drop, nothing to add.
+        if usual and length is not None and not close and not copy:
             mode = LENGTH
             self.remaining = length
             kept = headers
