@@ -375,14 +375,7 @@ class RequestParser:
         if seen.find(b"TSP/") >= 0:     # (bytes' find() is faster than its "in")
             self._feed_screened(seen, len(carry))
         else:
-            try:
-                self._hp.feed_data(data)      # the usual case: one call, no exception
-            except HttpParserUpgrade as exc:
-                self._feed_after_upgrade(data[exc.args[0]:])
-            except HttpParserError as exc:
-                if not self.closed:
-                    self._fail(self._error or _llhttp_error(exc))
-                # else: llhttp's "data after Connection: close", or _StopParsing
+            self._feed_llhttp(data)
         # What follows the last line break may be the start of a request
         # line that the next feed completes.
         if data.endswith(b"\n"):
