@@ -185,6 +185,15 @@ def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
         time.sleep(interval)
 
 
+def reload_workers(srv, workers=2):
+    """SIGHUP ``srv`` and wait until it again has ``workers`` workers, none
+    of them from before the reload."""
+    before = set(srv.children())
+    srv.signal(signal.SIGHUP)
+    wait_until(lambda: len(srv.children()) == workers and not set(srv.children()) & before,
+               timeout=20, message="workers replaced")
+
+
 @pytest.fixture
 def serve(tmp_path):
     """``serve(body, workers=1, settings="", host=..., sock_type=...)`` -> ready ServerProcess."""

@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from conftest import wait_until
+from conftest import reload_workers, wait_until
 
 APP = """
 import gswoole.wsgi
@@ -126,11 +126,7 @@ def worker_pids_seen(srv, seen):
 def test_rolling_reloads_under_keep_alive_load_lose_no_request(load_on):
     srv, load = load_on()
     for _ in range(4):
-        before = set(srv.children())
-        srv.signal(signal.SIGHUP)
-        # The reload is over when neither old worker is left.
-        wait_until(lambda: len(srv.children()) == 2 and not set(srv.children()) & before,
-                   timeout=20, message="workers replaced")
+        reload_workers(srv)
     answered = load.answered
     wait_until(lambda: load.answered > answered + 50, message="serving after the reloads")
     load.stop()

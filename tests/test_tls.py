@@ -18,7 +18,7 @@ trustme = pytest.importorskip("trustme")
 
 from conftest import EMIT, recv_exactly, recv_until_eof, wait_until  # noqa: E402
 from test_wsgi import APP_FILE, _port_of  # noqa: E402
-from conftest import stop_process_group  # noqa: E402
+from conftest import reload_workers, stop_process_group  # noqa: E402
 
 TLS_PORT = "gswoole.SOCK_TCP | gswoole.SSL"
 
@@ -463,10 +463,7 @@ def test_rolling_reloads_under_https_keep_alive_load_lose_no_request(serve, pki)
     try:
         wait_until(lambda: load.answered > 50, message="load running")
         for _ in range(3):
-            before = set(srv.children())
-            srv.signal(signal.SIGHUP)
-            wait_until(lambda: len(srv.children()) == 2 and not set(srv.children()) & before,
-                       timeout=20, message="workers replaced")
+            reload_workers(srv)
         answered = load.answered
         wait_until(lambda: load.answered > answered + 50, message="serving after the reloads")
     finally:
