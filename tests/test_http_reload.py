@@ -9,7 +9,6 @@ reconnects only after a response that said ``Connection: close``.
 The figures for the same rounds under wrk are in bench/reload.py.
 """
 
-import signal
 import socket
 import threading
 
